@@ -1,0 +1,82 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import type { Logger } from 'pino';
+import type { Services } from './services.ts';
+import { AppError } from './errors.ts';
+import { installErrorHandling } from './http/error-handler.ts';
+import { installValidators } from './http/validation.ts';
+import { registerSecurity, requestId } from './http/plugins/security.ts';
+import { registerMetrics } from './http/plugins/metrics.ts';
+import { registerDocs } from './http/plugins/docs.ts';
+import { authenticateHook } from './http/plugins/authenticate.ts';
+import { publicAuthRoutes, sessionRoutes } from './http/routes/auth.ts';
+import { userRoutes } from './http/routes/users.ts';
+import { opsRoutes } from './http/routes/ops.ts';
+import './http/caller.ts';
+
+/** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
+const JSON_BODY_LIMIT = 64 * 1024;
+
+/**
+ * Builds the HTTP application from already-constructed services. It never listens: main.ts does,
+ * and tests drive it with inject() or listen on an ephemeral port.
+ */
+export async function buildApp(services: Services, logger: Logger): Promise<FastifyInstance> {
+  const { config } = services;
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    genReqId: (req) => requestId(req.headers['x-request-id']),
+    trustProxy: config.trustProxy ?? false,
+    bodyLimit: JSON_BODY_LIMIT,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { maxParamLength: 256 },
+  });
+  app.decorateRequest('caller', null);
+  // The API speaks JSON; a text body is a client mistake to answer with 415, not a string to parse.
+  app.removeContentTypeParser('text/plain');
+  installValidators(app);
+  installErrorHandling(app);
+  await registerSecurity(app, config);
+  registerMetrics(app, services.metrics);
+  await registerDocs(app);
+
+  const authDeps = {
+    users: services.users,
+    hasher: services.hasher,
+    tokens: services.tokens,
+    sessions: services.sessions,
+    throttle: services.loginThrottle,
+    metrics: services.metrics,
+  };
+
+  await app.register(async (open) => {
+    await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });
+    await publicAuthRoutes(open, authDeps);
+  });
+
+  // Everything in this context needs a live session; the per-user rate limit counts per caller.
+  await app.register(async (secured) => {
+    secured.addHook('onRequest', authenticateHook(authDeps));
+    if (config.userRateLimit > 0) {
+      await secured.register(rateLimit, {
+        global: true,
+        hook: 'preHandler',
+        max: config.userRateLimit,
+        timeWindow: 60_000,
+        ...(services.redis ? { redis: services.redis, nameSpace: 'stowage-rl:' } : {}),
+        keyGenerator: (request) => request.caller?.username ?? request.ip,
+        errorResponseBuilder: (_request, context) =>
+          new AppError('RATE_LIMITED', undefined, {
+            headers: { 'Retry-After': String(Math.max(1, Math.ceil(context.ttl / 1000))) },
+          }),
+      });
+    }
+    await sessionRoutes(secured, authDeps);
+    await userRoutes(secured, { usageOf: (u) => services.usage.of(u), quotaBytes: config.quotaBytes });
+  });
+
+  return app;
+}

@@ -1,0 +1,231 @@
+import path from 'node:path';
+import net from 'node:net';
+
+/**
+ * Configuration is read from the environment once, at start, and passed down as this typed object;
+ * nothing else reads process.env. Every invalid variable is reported, one line each, naming it.
+ */
+export type StorageConfig =
+  | { kind: 'local'; dir: string }
+  | {
+      kind: 's3';
+      endpoint: string | undefined;
+      bucket: string;
+      region: string;
+      accessKeyId: string | undefined;
+      secretAccessKey: string | undefined;
+      forcePathStyle: boolean;
+    };
+
+export type DatabaseConfig =
+  | { kind: 'sqlite'; file: string }
+  | { kind: 'postgres'; url: string; poolSize: number; statementTimeoutMs: number };
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  usersFile: string;
+  database: DatabaseConfig;
+  storage: StorageConfig;
+  redisUrl: string | undefined;
+  clamd: string | undefined;
+  maxUploadBytes: number;
+  allowedTypes: string[];
+  quotaBytes: number | null;
+  accessTokenTtl: number;
+  refreshTokenTtl: number;
+  linkMaxTtl: number;
+  corsOrigins: string[];
+  trustProxy: string[] | undefined;
+  logLevel: string;
+  jwtKeyFile: string;
+  linkKeyFile: string;
+  thumbnailSizes: number[];
+  /** Requests per minute per authenticated user (or client address); 0 turns the limit off. */
+  userRateLimit: number;
+  /** Failed logins per client address across all usernames before that address is locked out. */
+  loginAddressLimit: number;
+  /** How long an unfinished tus upload is kept, seconds. */
+  uploadExpiry: number;
+}
+
+export const DEFAULT_ALLOWED_TYPES = [
+  'image/jpeg',
+  'image/png',
+  'image/gif',
+  'image/webp',
+  'image/avif',
+  'image/heic',
+  'image/heif',
+  'image/tiff',
+  'video/mp4',
+  'video/quicktime',
+  'video/webm',
+  'video/x-matroska',
+  'audio/mpeg',
+  'audio/mp4',
+  'audio/x-m4a',
+  'audio/aac',
+  'audio/ogg',
+  'audio/opus',
+  'audio/wav',
+  'audio/x-wav',
+  'audio/flac',
+  'application/pdf',
+];
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const MIME_RE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/;
+
+export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
+  const problems: string[] = [];
+  const get = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v === '' ? undefined : v;
+  };
+  const int = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = get(name);
+    if (raw === undefined) return fallback;
+    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+      problems.push(`${name}: must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+      return fallback;
+    }
+    return Number(raw);
+  };
+  const bool = (name: string, fallback: boolean): boolean => {
+    const raw = get(name)?.toLowerCase();
+    if (raw === undefined) return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+    if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+    problems.push(`${name}: must be true or false, got ${JSON.stringify(raw)}`);
+    return fallback;
+  };
+  const list = (name: string): string[] =>
+    (get(name) ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+
+  const dataDir = path.resolve(cwd, get('STOWAGE_DATA_DIR') ?? './data');
+  const host = get('STOWAGE_HOST') ?? '127.0.0.1';
+  if (net.isIP(host) === 0 && !/^[A-Za-z0-9.-]+$/.test(host)) {
+    problems.push(`STOWAGE_HOST: not an address or host name: ${JSON.stringify(host)}`);
+  }
+
+  let database: DatabaseConfig = { kind: 'sqlite', file: path.join(dataDir, 'stowage.db') };
+  const dbUrl = get('STOWAGE_DATABASE_URL');
+  if (dbUrl !== undefined) {
+    if (/^postgres(ql)?:\/\//.test(dbUrl)) {
+      database = {
+        kind: 'postgres',
+        url: dbUrl,
+        poolSize: int('STOWAGE_DATABASE_POOL_SIZE', 10, 1, 1000),
+        statementTimeoutMs: int('STOWAGE_DATABASE_STATEMENT_TIMEOUT_MS', 15_000, 0),
+      };
+    } else if (dbUrl.startsWith('sqlite:')) {
+      database = { kind: 'sqlite', file: path.resolve(cwd, dbUrl.slice('sqlite:'.length).replace(/^\/\//, '')) };
+    } else {
+      problems.push('STOWAGE_DATABASE_URL: must start with postgres:// or sqlite:');
+    }
+  }
+
+  let storage: StorageConfig = { kind: 'local', dir: path.join(dataDir, 'blobs') };
+  const storageKind = get('STOWAGE_STORAGE') ?? 'local';
+  if (storageKind === 's3') {
+    const bucket = get('STOWAGE_S3_BUCKET');
+    if (!bucket) problems.push('STOWAGE_S3_BUCKET: required when STOWAGE_STORAGE=s3');
+    const endpoint = get('STOWAGE_S3_ENDPOINT');
+    if (endpoint !== undefined && !URL.canParse(endpoint)) {
+      problems.push(`STOWAGE_S3_ENDPOINT: not a URL: ${JSON.stringify(endpoint)}`);
+    }
+    storage = {
+      kind: 's3',
+      endpoint,
+      bucket: bucket ?? '',
+      region: get('STOWAGE_S3_REGION') ?? 'us-east-1',
+      accessKeyId: get('STOWAGE_S3_ACCESS_KEY_ID'),
+      secretAccessKey: get('STOWAGE_S3_SECRET_ACCESS_KEY'),
+      forcePathStyle: bool('STOWAGE_S3_FORCE_PATH_STYLE', false),
+    };
+  } else if (storageKind !== 'local') {
+    problems.push(`STOWAGE_STORAGE: must be local or s3, got ${JSON.stringify(storageKind)}`);
+  }
+
+  const redisUrl = get('STOWAGE_REDIS_URL');
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
+    problems.push('STOWAGE_REDIS_URL: must start with redis:// or rediss://');
+  }
+  const clamd = get('STOWAGE_CLAMD');
+  if (clamd !== undefined && !/^(tcp:\/\/[^/:]+:\d{1,5}\/?|unix:.+)$/.test(clamd)) {
+    problems.push('STOWAGE_CLAMD: must be tcp://HOST:PORT or unix:/path/to/clamd.sock');
+  }
+
+  const allowedTypes = get('STOWAGE_ALLOWED_TYPES') === undefined ? DEFAULT_ALLOWED_TYPES : list('STOWAGE_ALLOWED_TYPES');
+  const badTypes = allowedTypes.filter((t) => !MIME_RE.test(t.toLowerCase()));
+  if (badTypes.length > 0) problems.push(`STOWAGE_ALLOWED_TYPES: not MIME types: ${badTypes.join(', ')}`);
+
+  const corsOrigins = list('STOWAGE_CORS_ORIGINS');
+  for (const origin of corsOrigins) {
+    if (origin === '*' || !URL.canParse(origin) || new URL(origin).origin !== origin) {
+      problems.push(`STOWAGE_CORS_ORIGINS: not an exact origin like https://app.example.com: ${JSON.stringify(origin)}`);
+    }
+  }
+  const trustRaw = get('STOWAGE_TRUST_PROXY');
+  const trustProxy = trustRaw === undefined ? undefined : list('STOWAGE_TRUST_PROXY');
+  for (const entry of trustProxy ?? []) {
+    const [addr, bits] = entry.split('/');
+    if (net.isIP(addr ?? '') === 0 || (bits !== undefined && !/^\d{1,3}$/.test(bits))) {
+      problems.push(`STOWAGE_TRUST_PROXY: not an address or CIDR range: ${JSON.stringify(entry)}`);
+    }
+  }
+
+  const logLevel = get('STOWAGE_LOG_LEVEL') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`STOWAGE_LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const sizesRaw = list('STOWAGE_THUMBNAIL_SIZES');
+  const thumbnailSizes = sizesRaw.length === 0 ? [256, 512, 1024] : sizesRaw.map(Number);
+  if (thumbnailSizes.some((n) => !Number.isInteger(n) || n < 16 || n > 4096)) {
+    problems.push('STOWAGE_THUMBNAIL_SIZES: must be whole numbers from 16 to 4096, comma-separated');
+  }
+
+  const quota = int('STOWAGE_QUOTA_BYTES', 0, 0);
+  const config: Config = {
+    host,
+    port: int('STOWAGE_PORT', 8080, 0, 65535),
+    dataDir,
+    usersFile: path.resolve(cwd, get('STOWAGE_USERS_FILE') ?? path.join(dataDir, 'users')),
+    database,
+    storage,
+    redisUrl,
+    clamd,
+    maxUploadBytes: int('STOWAGE_MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1),
+    allowedTypes: allowedTypes.map((t) => t.toLowerCase()),
+    quotaBytes: quota === 0 ? null : quota,
+    accessTokenTtl: int('STOWAGE_ACCESS_TOKEN_TTL', 900, 10, 86_400),
+    refreshTokenTtl: int('STOWAGE_REFRESH_TOKEN_TTL', 2_592_000, 60, 31_536_000),
+    linkMaxTtl: int('STOWAGE_LINK_MAX_TTL', 86_400, 1, 31_536_000),
+    corsOrigins,
+    trustProxy,
+    logLevel,
+    jwtKeyFile: path.resolve(cwd, get('STOWAGE_JWT_KEY_FILE') ?? path.join(dataDir, 'keys', 'jwt-ed25519.pem')),
+    linkKeyFile: path.resolve(cwd, get('STOWAGE_LINK_KEY_FILE') ?? path.join(dataDir, 'keys', 'link-hmac.key')),
+    thumbnailSizes,
+    userRateLimit: int('STOWAGE_RATE_LIMIT_PER_MINUTE', 1200, 0),
+    loginAddressLimit: int('STOWAGE_LOGIN_ADDRESS_LIMIT', 50, 1),
+    uploadExpiry: int('STOWAGE_UPLOAD_EXPIRY', 86_400, 60),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,91 @@
+import { sql, type Kysely } from 'kysely';
+import type { Migration, MigrationProvider } from 'kysely/migration';
+
+/**
+ * Versioned migrations, written once for both dialects: only portable column types (text, bigint,
+ * integer), times as integer milliseconds. Never edit a migration that has shipped; add one.
+ */
+const migrations: Record<string, Migration> = {
+  '0001_sessions': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('username', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_used_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('user_agent', 'text')
+        .addColumn('ip', 'text')
+        .execute();
+      await db.schema.createIndex('sessions_username').on('sessions').columns(['username', 'expires_at']).execute();
+      await db.schema
+        .createTable('refresh_tokens')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('session_id', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('used_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('refresh_tokens_session').on('refresh_tokens').column('session_id').execute();
+    },
+  },
+  '0002_media': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('media')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('filename', 'text', (c) => c.notNull())
+        .addColumn('mime_type', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('sha256', 'text', (c) => c.notNull())
+        .addColumn('visibility', 'text', (c) => c.notNull())
+        .addColumn('tags', 'text', (c) => c.notNull())
+        .addColumn('width', 'integer')
+        .addColumn('height', 'integer')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      // One index per list order, each ending in id so that keyset pagination has a total order.
+      for (const [name, cols] of [
+        ['media_owner_created', ['owner', 'created_at', 'id']],
+        ['media_owner_filename', ['owner', 'filename', 'id']],
+        ['media_owner_size', ['owner', 'size', 'id']],
+        ['media_owner_kind_created', ['owner', 'kind', 'created_at', 'id']],
+        ['media_created', ['created_at', 'id']],
+      ] as const) {
+        await db.schema.createIndex(name).on('media').columns([...cols]).execute();
+      }
+      await db.schema
+        .createTable('media_tags')
+        .addColumn('media_id', 'text', (c) => c.notNull())
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('tag', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('media_tags_pk', ['media_id', 'tag'])
+        .execute();
+      await db.schema.createIndex('media_tags_owner_tag').on('media_tags').columns(['owner', 'tag']).execute();
+      await db.schema
+        .createTable('usage')
+        .addColumn('username', 'text', (c) => c.primaryKey())
+        .addColumn('bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('files', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('reserved', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createTable('reservations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('username', 'text', (c) => c.notNull())
+        .addColumn('bytes', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('reservations_expires').on('reservations').column('expires_at').execute();
+      await sql`select 1`.execute(db);
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(migrations),
+};

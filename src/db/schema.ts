@@ -1,0 +1,66 @@
+
+
+/** Times are stored as integer milliseconds since the epoch in both dialects. */
+export interface SessionsTable {
+  id: string;
+  username: string;
+  created_at: number;
+  last_used_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+  user_agent: string | null;
+  ip: string | null;
+}
+
+export interface RefreshTokensTable {
+  token_hash: string;
+  session_id: string;
+  created_at: number;
+  used_at: number | null;
+}
+
+export interface MediaTable {
+  id: string;
+  owner: string;
+  filename: string;
+  mime_type: string;
+  kind: string;
+  size: number;
+  sha256: string;
+  visibility: string;
+  tags: string;
+  width: number | null;
+  height: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface MediaTagsTable {
+  media_id: string;
+  owner: string;
+  tag: string;
+}
+
+/** Bytes held by one user: stored items plus reservations of uploads in progress. */
+export interface UsageTable {
+  username: string;
+  bytes: number;
+  files: number;
+  reserved: number;
+}
+
+export interface ReservationsTable {
+  id: string;
+  username: string;
+  bytes: number;
+  expires_at: number;
+}
+
+export interface Database {
+  sessions: SessionsTable;
+  refresh_tokens: RefreshTokensTable;
+  media: MediaTable;
+  media_tags: MediaTagsTable;
+  usage: UsageTable;
+  reservations: ReservationsTable;
+}

@@ -1,0 +1,15 @@
+import type { Role } from '../auth/user-file.ts';
+
+/** Who is making an authenticated request; set by the authenticate hook. */
+export interface Caller {
+  username: string;
+  roles: Role[];
+  sessionId: string;
+  isAdmin: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Caller | null;
+  }
+}

@@ -1,0 +1,84 @@
+import crypto from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import helmet from '@fastify/helmet';
+import cors from '@fastify/cors';
+import type { Config } from '../../config.ts';
+
+/** Headers a client may read cross-origin: what tus clients and downloads need. */
+export const EXPOSED_HEADERS = [
+  'Location',
+  'Upload-Offset',
+  'Upload-Length',
+  'Upload-Expires',
+  'Upload-Metadata',
+  'Upload-Defer-Length',
+  'Tus-Resumable',
+  'Tus-Version',
+  'Tus-Extension',
+  'Tus-Max-Size',
+  'Tus-Checksum-Algorithm',
+  'Media-Id',
+  'X-Request-Id',
+  'Content-Range',
+  'Content-Disposition',
+  'Content-Length',
+  'ETag',
+  'Retry-After',
+];
+
+const ALLOWED_HEADERS = [
+  'Authorization',
+  'Content-Type',
+  'If-None-Match',
+  'If-Modified-Since',
+  'If-Range',
+  'Range',
+  'Tus-Resumable',
+  'Upload-Length',
+  'Upload-Offset',
+  'Upload-Metadata',
+  'Upload-Defer-Length',
+  'Upload-Concat',
+  'Upload-Checksum',
+  'X-HTTP-Method-Override',
+  'X-Requested-With',
+  'X-Request-Id',
+];
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Accepts a proxy's request id when it is harmless, so logs can be correlated across hops. */
+export function requestId(header: string | string[] | undefined): string {
+  return typeof header === 'string' && REQUEST_ID_RE.test(header) ? header : crypto.randomUUID();
+}
+
+export async function registerSecurity(app: FastifyInstance, config: Config): Promise<void> {
+  await app.register(helmet, {
+    // JSON never needs to load anything; routes that serve other content set their own policy.
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: { 'default-src': ["'none'"], 'frame-ancestors': ["'none'"] },
+    },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+    crossOriginEmbedderPolicy: false,
+    referrerPolicy: { policy: 'no-referrer' },
+  });
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, {
+      // Exact string comparison only: no wildcards, regexes or reflected origins.
+      origin: config.corsOrigins,
+      methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
+      allowedHeaders: ALLOWED_HEADERS,
+      exposedHeaders: EXPOSED_HEADERS,
+      credentials: false,
+      maxAge: 600,
+      strictPreflight: true,
+    });
+  }
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('X-Request-Id', request.id);
+    if (!reply.hasHeader('Cache-Control') && request.url.startsWith('/api/')) {
+      void reply.header('Cache-Control', 'no-store');
+    }
+  });
+}
