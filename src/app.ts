@@ -12,6 +12,9 @@ import { authenticateHook } from './http/plugins/authenticate.ts';
 import { publicAuthRoutes, sessionRoutes } from './http/routes/auth.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { opsRoutes } from './http/routes/ops.ts';
+import { mediaRoutes } from './http/routes/media.ts';
+import { contentRoutes } from './http/routes/content.ts';
+import { registerMultipart } from './http/plugins/multipart.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -55,6 +58,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   await app.register(async (open) => {
     await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });
     await publicAuthRoutes(open, authDeps);
+    await contentRoutes(open, { auth: authDeps, media: services.media, storage: services.storage });
   });
 
   // Everything in this context needs a live session; the per-user rate limit counts per caller.
@@ -76,6 +80,8 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     }
     await sessionRoutes(secured, authDeps);
     await userRoutes(secured, { usageOf: (u) => services.usage.of(u), quotaBytes: config.quotaBytes });
+    await registerMultipart(secured, config.maxUploadBytes);
+    await mediaRoutes(secured, { media: services.media, ingest: services.ingest, linkMaxTtl: config.linkMaxTtl });
   });
 
   return app;

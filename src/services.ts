@@ -1,3 +1,5 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
@@ -13,6 +15,19 @@ import { LoginThrottle } from './auth/login-throttle.ts';
 import { MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
 import { UsageService } from './media/usage.ts';
 import type { Check } from './http/routes/ops.ts';
+import type { BlobStore } from './storage/blob-store.ts';
+import { createBlobStore } from './storage/create.ts';
+import type { Scanner } from './scan/scanner.ts';
+import { ClamdScanner } from './scan/clamd.ts';
+import { DisabledScanner } from './scan/disabled.ts';
+import { ImageProcessor } from './images/image-processor.ts';
+import { MediaRepo } from './media/media-repo.ts';
+import { Ingest } from './media/ingest.ts';
+import { MediaService } from './media/media-service.ts';
+import { TypePolicy } from './media/file-types.ts';
+import { Signer } from './media/signing.ts';
+import { loadHmacKey } from './auth/keys.ts';
+import { Sweeper } from './media/sweeper.ts';
 
 export interface Services {
   config: Config;
@@ -25,6 +40,12 @@ export interface Services {
   loginThrottle: LoginThrottle;
   usage: UsageService;
   redis: Redis | undefined;
+  storage: BlobStore;
+  scanner: Scanner;
+  images: ImageProcessor;
+  ingest: Ingest;
+  media: MediaService;
+  sweeper: Sweeper;
   readinessChecks: Record<string, Check>;
   close(): Promise<void>;
 }
@@ -69,9 +90,32 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     });
 
     const tokens = new AccessTokens(await loadSigningKey(config.jwtKeyFile), config.accessTokenTtl);
+    const metrics = new Metrics();
+    const storage = await createBlobStore(config.storage);
+    const scanner: Scanner = config.clamd ? new ClamdScanner({ url: config.clamd }) : new DisabledScanner();
+    const images = await ImageProcessor.create();
+    const repo = new MediaRepo(database.db, database.dialect);
+    const spoolDir = path.join(config.dataDir, 'tmp');
+    await fs.mkdir(spoolDir, { recursive: true, mode: 0o700 });
+    const ingest = new Ingest({
+      storage,
+      scanner,
+      images,
+      repo,
+      policy: new TypePolicy(config.allowedTypes),
+      metrics,
+      maxUploadBytes: config.maxUploadBytes,
+      quotaBytes: config.quotaBytes,
+      spoolDir,
+    });
+    const secret = await loadHmacKey(config.linkKeyFile);
+    const media = new MediaService(repo, storage, new Signer(secret, 'cursor'), new Signer(secret, 'link'));
+    const sweeper = new Sweeper({ storage, repo, sessions, spoolDir, logger });
+    sweeper.start();
+    closers.push(() => sweeper.stop());
     const services: Services = {
       config,
-      metrics: new Metrics(),
+      metrics,
       database,
       users,
       hasher: new PasswordHasher(),
@@ -80,9 +124,24 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       loginThrottle: new LoginThrottle(counters, config.loginAddressLimit),
       usage: new UsageService(database.db),
       redis,
+      storage,
+      scanner,
+      images,
+      ingest,
+      media,
+      sweeper,
       readinessChecks: {
         database: async () => {
           await database.ping();
+          return 'ok';
+        },
+        storage: async () => {
+          await storage.ping();
+          return 'ok';
+        },
+        scanner: async () => {
+          if (!scanner.enabled) return 'off';
+          await scanner.ping();
           return 'ok';
         },
       },

@@ -32,6 +32,11 @@ export interface BlobStore {
 export interface BlobWriter {
   /** Write the bytes here; respects backpressure. Errors of the backend destroy this stream. */
   readonly stream: Writable;
+  /**
+   * A local file that holds the bytes once `stream` has finished, before commit (local disk), or
+   * null: lets the ingest decode an image before deciding to keep it, without a second copy.
+   */
+  readonly tempPath: string | null;
   /** Makes the blob durable and visible at its key. Call after `stream` has finished. */
   commit(): Promise<void>;
   /** Discards whatever was written. Idempotent; safe at any point, also after a failure. */

@@ -1,0 +1,65 @@
+import rangeParser from 'range-parser';
+
+/** What a representation offers to conditional and range requests. */
+export interface Validators {
+  /** A strong entity tag, quoted. */
+  etag: string;
+  lastModified: Date;
+}
+
+export interface RequestConditions {
+  ifNoneMatch?: string;
+  ifModifiedSince?: string;
+  ifRange?: string;
+  range?: string;
+}
+
+function tags(header: string): string[] {
+  return header.split(',').map((t) => t.trim().replace(/^W\//, ''));
+}
+
+function seconds(date: Date): number {
+  return Math.floor(date.getTime() / 1000);
+}
+
+/** RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since; either may answer 304. */
+export function notModified(v: Validators, c: RequestConditions): boolean {
+  if (c.ifNoneMatch !== undefined) {
+    const list = tags(c.ifNoneMatch);
+    return list.includes('*') || list.includes(v.etag);
+  }
+  if (c.ifModifiedSince !== undefined) {
+    const since = Date.parse(c.ifModifiedSince);
+    return !Number.isNaN(since) && seconds(v.lastModified) <= Math.floor(since / 1000);
+  }
+  return false;
+}
+
+export type RangeDecision =
+  | { kind: 'full' }
+  | { kind: 'partial'; start: number; end: number }
+  | { kind: 'unsatisfiable' };
+
+/**
+ * One byte range or the whole representation. Several ranges are answered with the whole file
+ * (allowed by RFC 9110 §14.2), so an abusive multi-range request costs at most one full read.
+ * A malformed Range header is ignored, as the RFC asks; If-Range that does not match (strong ETag
+ * or exact date) also means the whole file.
+ */
+export function decideRange(size: number, v: Validators, c: RequestConditions): RangeDecision {
+  if (c.range === undefined) return { kind: 'full' };
+  if (c.ifRange !== undefined) {
+    const ir = c.ifRange.trim();
+    const matches = ir.startsWith('"')
+      ? ir === v.etag
+      : !Number.isNaN(Date.parse(ir)) && Math.floor(Date.parse(ir) / 1000) === seconds(v.lastModified);
+    if (!matches) return { kind: 'full' };
+  }
+  if (c.range.length > 1024) return { kind: 'full' };
+  const parsed = rangeParser(size, c.range, { combine: true });
+  if (parsed === -1) return { kind: 'unsatisfiable' };
+  if (parsed === -2 || parsed.type !== 'bytes' || parsed.length !== 1) return { kind: 'full' };
+  const [range] = parsed;
+  if (!range) return { kind: 'full' };
+  return { kind: 'partial', start: range.start, end: range.end };
+}

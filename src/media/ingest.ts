@@ -1,0 +1,190 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BlobStore, BlobWriter } from '../storage/blob-store.ts';
+import type { Scanner, ScanSession } from '../scan/scanner.ts';
+import type { ImageProcessor } from '../images/image-processor.ts';
+import { AppError, isAppError } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import { kindOf, type TypePolicy } from './file-types.ts';
+import { sanitizeFilename } from './filename.ts';
+import type { MediaRecord, MediaRepo, Visibility } from './media-repo.ts';
+import { Meter, TypeSniffer } from './stream-stages.ts';
+import { newId } from './signing.ts';
+
+export interface IngestDeps {
+  storage: BlobStore;
+  scanner: Scanner;
+  images: ImageProcessor;
+  repo: MediaRepo;
+  policy: TypePolicy;
+  metrics: Metrics;
+  maxUploadBytes: number;
+  quotaBytes: number | null;
+  /** Local scratch space for images whose blob is not on local disk (sharp decodes from files). */
+  spoolDir: string;
+}
+
+export interface IngestSource {
+  stream: Readable;
+  owner: string;
+  filename: string | undefined;
+  via: 'multipart' | 'tus';
+  /** The quota reservation this upload holds (tus), released when the item is stored. */
+  reservationId?: string;
+}
+
+/** A received, checked and scanned file that is not visible yet: commit() or discard() it. */
+export interface StagedUpload {
+  readonly id: string;
+  readonly mimeType: string;
+  readonly size: number;
+  commit(meta: { visibility: Visibility; tags: string[] }): Promise<MediaRecord>;
+  discard(): Promise<void>;
+}
+
+export function blobKey(id: string): string {
+  return `media/${id.slice(0, 2)}/${id}`;
+}
+
+/**
+ * The one ingest pipeline for every upload path. The bytes pass once: type sniffed from the first
+ * bytes (415 before anything is stored), then counted, hashed, scanned and written side by side.
+ * Only a file that passed every check is committed: blob moved to its final key, then the row
+ * inserted under the quota check. Every failure removes whatever was written.
+ */
+export class Ingest {
+  readonly #deps: IngestDeps;
+
+  constructor(deps: IngestDeps) {
+    this.#deps = deps;
+  }
+
+  async receive(source: IngestSource): Promise<StagedUpload> {
+    const deps = this.#deps;
+    const id = newId();
+    const key = blobKey(id);
+    const used = deps.quotaBytes === null ? 0 : await deps.repo.usedBytes(source.owner, source.reservationId);
+    const sniffer = new TypeSniffer(deps.policy);
+    const meter = new Meter({
+      maxBytes: deps.maxUploadBytes,
+      quotaRoom: deps.quotaBytes === null ? null : Math.max(0, deps.quotaBytes - used),
+    });
+    let writer: BlobWriter | undefined;
+    let scan: ScanSession | undefined;
+    let spool: string | undefined;
+    const cleanup = async () => {
+      scan?.abort();
+      await writer?.abort();
+      if (spool) await fsp.rm(spool, { force: true });
+    };
+    try {
+      writer = deps.storage.createWriter(key);
+      const blobFile = writer.tempPath;
+      scan = deps.scanner.start();
+      meter.tee(scan.stream);
+      // Images are decoded from a local file: the blob's own temp file on local disk, else a spool.
+      sniffer.once('type', ({ mime }: { mime: string }) => {
+        if (blobFile === null && kindOf(mime) === 'image') {
+          spool = path.join(deps.spoolDir, `${id}.spool`);
+          meter.tee(fs.createWriteStream(spool, { flags: 'wx', mode: 0o600 }));
+        }
+      });
+      await pipeline(source.stream, sniffer, meter, writer.stream);
+      const verdict = await scan.verdict();
+      if (!verdict.clean) {
+        throw new AppError('MALWARE_DETECTED', undefined, { details: { signature: verdict.signature } });
+      }
+      const { mime } = sniffer.type;
+      const imageFile = spool ?? blobFile;
+      const dims = kindOf(mime) === 'image' && imageFile ? await deps.images.probe(imageFile, mime) : null;
+      const removeSpool = async () => {
+        if (spool) await fsp.rm(spool, { force: true });
+      };
+      return this.#staged(source, { id, key, mime, size: meter.bytes, sha256: meter.sha256, dims, writer, cleanup, removeSpool });
+    } catch (error) {
+      await cleanup().catch(() => undefined);
+      const appError = asUploadError(error);
+      deps.metrics.uploads.inc({ path: source.via, outcome: appError.code });
+      throw appError;
+    }
+  }
+
+  #staged(
+    source: IngestSource,
+    file: {
+      id: string;
+      key: string;
+      mime: string;
+      size: number;
+      sha256: string;
+      dims: { width: number; height: number } | null;
+      writer: BlobWriter;
+      cleanup: () => Promise<void>;
+      removeSpool: () => Promise<void>;
+    },
+  ): StagedUpload {
+    const deps = this.#deps;
+    let settled = false;
+    const discard = async () => {
+      if (settled) return;
+      settled = true;
+      await file.cleanup();
+    };
+    return {
+      id: file.id,
+      mimeType: file.mime,
+      size: file.size,
+      discard,
+      commit: async (meta) => {
+        if (settled) throw new Error('upload already settled');
+        const now = Date.now();
+        const record: MediaRecord = {
+          id: file.id,
+          owner: source.owner,
+          filename: sanitizeFilename(source.filename),
+          mimeType: file.mime,
+          kind: kindOf(file.mime),
+          size: file.size,
+          sha256: file.sha256,
+          visibility: meta.visibility,
+          tags: meta.tags,
+          width: file.dims?.width ?? null,
+          height: file.dims?.height ?? null,
+          createdAt: now,
+          updatedAt: now,
+        };
+        try {
+          await file.writer.commit();
+          await deps.repo.insert(record, deps.quotaBytes, source.reservationId);
+        } catch (error) {
+          // The blob may already be at its final key: remove it, the row never came to be.
+          await discard().catch(() => undefined);
+          await deps.storage.delete(file.key).catch(() => undefined);
+          const appError = asUploadError(error);
+          deps.metrics.uploads.inc({ path: source.via, outcome: appError.code });
+          throw appError;
+        }
+        settled = true;
+        // Not cleanup(): aborting a committed writer would delete the stored blob.
+        await file.removeSpool().catch(() => undefined);
+        deps.metrics.uploads.inc({ path: source.via, outcome: 'stored' });
+        deps.metrics.uploadedBytes.inc(file.size);
+        return record;
+      },
+    };
+  }
+}
+
+/** Client disconnects and stream errors become contract errors; our own errors pass through. */
+function asUploadError(error: unknown): AppError {
+  if (isAppError(error)) return error;
+  const code = (error as { code?: unknown }).code;
+  if (code === 'FST_REQ_FILE_TOO_LARGE') return new AppError('PAYLOAD_TOO_LARGE', undefined, { cause: error });
+  if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'ECONNABORTED') {
+    return new AppError('BAD_REQUEST', 'The upload was interrupted.', { cause: error });
+  }
+  return new AppError('INTERNAL', undefined, { cause: error });
+}

@@ -1,0 +1,254 @@
+import { sql, type Transaction } from 'kysely';
+import type { Db } from '../db/database.ts';
+import type { Database, MediaTable } from '../db/schema.ts';
+import { AppError } from '../errors.ts';
+import type { MediaKind } from './file-types.ts';
+
+export type Visibility = 'private' | 'public';
+
+export interface MediaRecord {
+  id: string;
+  owner: string;
+  filename: string;
+  mimeType: string;
+  kind: MediaKind;
+  size: number;
+  sha256: string;
+  visibility: Visibility;
+  tags: string[];
+  width: number | null;
+  height: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export const SORTS = {
+  '-createdAt': { column: 'created_at', desc: true },
+  createdAt: { column: 'created_at', desc: false },
+  filename: { column: 'filename', desc: false },
+  '-filename': { column: 'filename', desc: true },
+  size: { column: 'size', desc: false },
+  '-size': { column: 'size', desc: true },
+} as const;
+export type SortKey = keyof typeof SORTS;
+
+export interface ListQuery {
+  owner: string;
+  limit: number;
+  sort: SortKey;
+  /** The sort value and id of the last item of the previous page. */
+  after?: { value: string | number; id: string };
+  kind?: MediaKind;
+  tag?: string;
+  q?: string;
+}
+
+/** The media table and the per-user usage that must change with it in the same transaction. */
+export class MediaRepo {
+  readonly #db: Db;
+  readonly #dialect: 'sqlite' | 'postgres';
+
+  constructor(db: Db, dialect: 'sqlite' | 'postgres') {
+    this.#db = db;
+    this.#dialect = dialect;
+  }
+
+  /**
+   * Inserts the item if the owner's quota (stored bytes plus live reservations of other uploads)
+   * still has room; the usage row is locked first, so concurrent uploads of one user are checked
+   * one after the other and cannot together pass the quota.
+   */
+  async insert(record: MediaRecord, quota: number | null, reservationId?: string): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      const used = await lockUsage(trx, record.owner, reservationId);
+      if (quota !== null && used + record.size > quota) {
+        throw new AppError('QUOTA_EXCEEDED', undefined, { details: { quotaBytes: quota, usedBytes: used } });
+      }
+      await trx.insertInto('media').values(toRow(record)).execute();
+      if (record.tags.length > 0) {
+        await trx
+          .insertInto('media_tags')
+          .values(record.tags.map((tag) => ({ media_id: record.id, owner: record.owner, tag })))
+          .execute();
+      }
+      await trx
+        .updateTable('usage')
+        .set((eb) => ({ bytes: eb('bytes', '+', record.size), files: eb('files', '+', 1) }))
+        .where('username', '=', record.owner)
+        .execute();
+      if (reservationId) await trx.deleteFrom('reservations').where('id', '=', reservationId).execute();
+    });
+  }
+
+  /** Holds `bytes` of the user's quota for an upload in progress until it completes or expires. */
+  async reserve(id: string, username: string, bytes: number, expiresAt: number, quota: number | null): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      const used = await lockUsage(trx, username, id);
+      if (quota !== null && used + bytes > quota) {
+        throw new AppError('QUOTA_EXCEEDED', undefined, { details: { quotaBytes: quota, usedBytes: used } });
+      }
+      await trx
+        .insertInto('reservations')
+        .values({ id, username, bytes, expires_at: expiresAt })
+        .onConflict((oc) => oc.column('id').doUpdateSet({ bytes, expires_at: expiresAt }))
+        .execute();
+    });
+  }
+
+  async release(reservationId: string): Promise<void> {
+    await this.#db.deleteFrom('reservations').where('id', '=', reservationId).execute();
+  }
+
+  async purgeExpiredReservations(): Promise<void> {
+    await this.#db.deleteFrom('reservations').where('expires_at', '<=', Date.now()).execute();
+  }
+
+  /** Stored bytes plus live reservations, for the early (advisory) quota check while streaming. */
+  async usedBytes(username: string, excludeReservation?: string): Promise<number> {
+    const stored = await this.#db.selectFrom('usage').select('bytes').where('username', '=', username).executeTakeFirst();
+    return Number(stored?.bytes ?? 0) + (await reservedBytes(this.#db, username, excludeReservation));
+  }
+
+  async get(id: string): Promise<MediaRecord | undefined> {
+    const row = await this.#db.selectFrom('media').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && fromRow(row);
+  }
+
+  async list(query: ListQuery): Promise<MediaRecord[]> {
+    const { column, desc } = SORTS[query.sort];
+    let q = this.#db.selectFrom('media').selectAll().where('owner', '=', query.owner);
+    if (query.kind) q = q.where('kind', '=', query.kind);
+    if (query.tag) {
+      const tagged = this.#db
+        .selectFrom('media_tags')
+        .select('media_id')
+        .where('owner', '=', query.owner)
+        .where('tag', '=', query.tag);
+      q = q.where('id', 'in', tagged);
+    }
+    if (query.q) {
+      const pattern = `%${query.q.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      q = q.where(sql<boolean>`lower(filename) like ${pattern} escape '\\'`);
+    }
+    if (query.after) {
+      const { value, id } = query.after;
+      q = q.where((eb) => eb(eb.refTuple(column, 'id'), desc ? '<' : '>', eb.tuple(value, id)));
+    }
+    const order = desc ? 'desc' : 'asc';
+    const rows = await q.orderBy(column, order).orderBy('id', order).limit(query.limit).execute();
+    return rows.map(fromRow);
+  }
+
+  async update(id: string, patch: { filename?: string; visibility?: Visibility; tags?: string[] }): Promise<MediaRecord | undefined> {
+    return this.#db.transaction().execute(async (trx) => {
+      const now = Date.now();
+      const { tags, ...columns } = patch;
+      const updated = await trx
+        .updateTable('media')
+        .set({ ...columns, ...(tags ? { tags: JSON.stringify(tags) } : {}), updated_at: now })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
+      if (!updated) return undefined;
+      if (tags) {
+        await trx.deleteFrom('media_tags').where('media_id', '=', id).execute();
+        if (tags.length > 0) {
+          await trx
+            .insertInto('media_tags')
+            .values(tags.map((tag) => ({ media_id: id, owner: updated.owner, tag })))
+            .execute();
+        }
+      }
+      return fromRow(updated);
+    });
+  }
+
+  /** Deletes the row and gives back its bytes; returns what was deleted. */
+  async delete(id: string): Promise<MediaRecord | undefined> {
+    return this.#db.transaction().execute(async (trx) => {
+      const row = await trx.deleteFrom('media').where('id', '=', id).returningAll().executeTakeFirst();
+      if (!row) return undefined;
+      await trx.deleteFrom('media_tags').where('media_id', '=', id).execute();
+      await trx
+        .updateTable('usage')
+        .set((eb) => ({ bytes: eb('bytes', '-', row.size), files: eb('files', '-', 1) }))
+        .where('username', '=', row.owner)
+        .execute();
+      return fromRow(row);
+    });
+  }
+
+  /** Which of these ids have a row (used to find orphaned blobs). */
+  async existing(ids: string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.#db.selectFrom('media').select('id').where('id', 'in', ids).execute();
+    return new Set(rows.map((r) => r.id));
+  }
+
+  get dialect(): 'sqlite' | 'postgres' {
+    return this.#dialect;
+  }
+}
+
+async function lockUsage(trx: Transaction<Database>, username: string, excludeReservation?: string): Promise<number> {
+  await trx
+    .insertInto('usage')
+    .values({ username, bytes: 0, files: 0 })
+    .onConflict((oc) => oc.column('username').doNothing())
+    .execute();
+  // A no-op update takes the row lock on PostgreSQL; SQLite serialises write transactions anyway.
+  const row = await trx
+    .updateTable('usage')
+    .set((eb) => ({ bytes: eb.ref('bytes') }))
+    .where('username', '=', username)
+    .returning('bytes')
+    .executeTakeFirstOrThrow();
+  return Number(row.bytes) + (await reservedBytes(trx, username, excludeReservation));
+}
+
+async function reservedBytes(db: Db | Transaction<Database>, username: string, exclude?: string): Promise<number> {
+  let q = db
+    .selectFrom('reservations')
+    .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.val(0)).as('total'))
+    .where('username', '=', username)
+    .where('expires_at', '>', Date.now());
+  if (exclude) q = q.where('id', '!=', exclude);
+  const row = await q.executeTakeFirst();
+  return Number(row?.total ?? 0);
+}
+
+function toRow(r: MediaRecord): MediaTable {
+  return {
+    id: r.id,
+    owner: r.owner,
+    filename: r.filename,
+    mime_type: r.mimeType,
+    kind: r.kind,
+    size: r.size,
+    sha256: r.sha256,
+    visibility: r.visibility,
+    tags: JSON.stringify(r.tags),
+    width: r.width,
+    height: r.height,
+    created_at: r.createdAt,
+    updated_at: r.updatedAt,
+  };
+}
+
+function fromRow(r: MediaTable): MediaRecord {
+  return {
+    id: r.id,
+    owner: r.owner,
+    filename: r.filename,
+    mimeType: r.mime_type,
+    kind: r.kind as MediaKind,
+    size: Number(r.size),
+    sha256: r.sha256,
+    visibility: r.visibility as Visibility,
+    tags: JSON.parse(r.tags) as string[],
+    width: r.width,
+    height: r.height,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+  };
+}

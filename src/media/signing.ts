@@ -1,0 +1,43 @@
+import crypto from 'node:crypto';
+
+/**
+ * HMAC-signed opaque tokens (signed links, list cursors): `payload.signature`, both base64url.
+ * Each use has its own purpose string mixed into the key, so a cursor can never pass as a link.
+ */
+export class Signer {
+  readonly #key: Buffer;
+
+  constructor(secret: Buffer, purpose: string) {
+    this.#key = crypto.createHmac('sha256', secret).update(`stowage:${purpose}`).digest();
+  }
+
+  sign(payload: unknown): string {
+    const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
+    return `${body}.${this.#mac(body)}`;
+  }
+
+  /** The payload of an untampered token, or null. */
+  verify(token: string): unknown {
+    if (token.length > 2048) return null;
+    const dot = token.indexOf('.');
+    if (dot <= 0) return null;
+    const body = token.slice(0, dot);
+    const given = Buffer.from(token.slice(dot + 1), 'base64url');
+    const expected = Buffer.from(this.#mac(body), 'base64url');
+    if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) return null;
+    try {
+      return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as unknown;
+    } catch {
+      return null;
+    }
+  }
+
+  #mac(body: string): string {
+    return crypto.createHmac('sha256', this.#key).update(body).digest('base64url');
+  }
+}
+
+/** 128 bits from the CSPRNG, URL-safe. */
+export function newId(): string {
+  return crypto.randomBytes(16).toString('base64url');
+}

@@ -1,0 +1,127 @@
+import crypto from 'node:crypto';
+import { Transform, type TransformCallback, type Writable } from 'node:stream';
+import { AppError } from '../errors.ts';
+import { SNIFF_BYTES, detectType, type TypePolicy } from './file-types.ts';
+
+/**
+ * Holds back the first bytes until the real type is known from them, and fails the stream with
+ * 415 before anything else is written when the type is not allowed.
+ */
+export class TypeSniffer extends Transform {
+  readonly #policy: TypePolicy;
+  #head: Buffer[] = [];
+  #headBytes = 0;
+  #type: { mime: string; ext: string } | null = null;
+
+  constructor(policy: TypePolicy) {
+    super();
+    this.#policy = policy;
+  }
+
+  get type(): { mime: string; ext: string } {
+    if (!this.#type) throw new Error('type not detected yet');
+    return this.#type;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    if (this.#type) return done(null, chunk);
+    this.#head.push(chunk);
+    this.#headBytes += chunk.length;
+    if (this.#headBytes < SNIFF_BYTES) return done();
+    this.#decide().then(() => done(), done);
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.#type) return done();
+    this.#decide().then(() => done(), done);
+  }
+
+  async #decide(): Promise<void> {
+    const head = Buffer.concat(this.#head);
+    this.#head = [];
+    if (head.length === 0) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'The file is empty.');
+    const type = await detectType(head);
+    if (!type) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'The type of this file could not be recognised from its content.');
+    if (!this.#policy.allows(type.mime)) {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Files of type ${type.mime} are not accepted.`, {
+        details: { detectedType: type.mime },
+      });
+    }
+    this.#type = type;
+    this.emit('type', type);
+    this.push(head);
+  }
+}
+
+export interface MeterLimits {
+  maxBytes: number;
+  /** Quota room left when the upload started, or null for no quota. */
+  quotaRoom: number | null;
+}
+
+/**
+ * One pass over the bytes: counts them against the size limit and quota, hashes them, and feeds
+ * side streams (the scanner, an image spool) while passing them on to storage. Each chunk is
+ * passed downstream first and then waits for the side streams to accept it, so storage and the
+ * scanner work in parallel and the slowest of them sets the pace (backpressure end to end).
+ */
+export class Meter extends Transform {
+  readonly #limits: MeterLimits;
+  readonly #hash = crypto.createHash('sha256');
+  readonly #sides: Writable[] = [];
+  #bytes = 0;
+  #digest: string | null = null;
+
+  constructor(limits: MeterLimits) {
+    super();
+    this.#limits = limits;
+  }
+
+  /** Adds a stream that receives a copy of every byte; it is ended when the input ends. */
+  tee(side: Writable): void {
+    this.#sides.push(side);
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get sha256(): string {
+    if (this.#digest === null) throw new Error('stream not finished');
+    return this.#digest;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#bytes += chunk.length;
+    if (this.#bytes > this.#limits.maxBytes) {
+      return done(new AppError('PAYLOAD_TOO_LARGE', `The file is larger than the limit of ${this.#limits.maxBytes} bytes.`));
+    }
+    if (this.#limits.quotaRoom !== null && this.#bytes > this.#limits.quotaRoom) {
+      return done(new AppError('QUOTA_EXCEEDED'));
+    }
+    this.#hash.update(chunk);
+    this.push(chunk);
+    if (this.#sides.length === 0) return done();
+    Promise.all(this.#sides.map((side) => writeAcked(side, chunk))).then(() => done(), done);
+  }
+
+  override _flush(done: TransformCallback): void {
+    this.#digest = this.#hash.digest('hex');
+    Promise.all(this.#sides.map(endAcked)).then(() => done(), done);
+  }
+}
+
+function writeAcked(stream: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (stream.destroyed) return reject(stream.errored ?? new Error('side stream closed'));
+    stream.write(chunk, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
+function endAcked(stream: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (stream.destroyed) return reject(stream.errored ?? new Error('side stream closed'));
+    stream.once('error', reject);
+    stream.end(() => resolve());
+  });
+}

@@ -1,0 +1,22 @@
+import { AppError } from '../errors.ts';
+
+export const MAX_TAGS = 32;
+export const MAX_TAG_LENGTH = 64;
+
+/** Tags are trimmed, lower-cased, de-duplicated and bounded, so filters match what users meant. */
+export function normalizeTags(raw: readonly string[], field = 'tags'): string[] {
+  const tags = [...new Set(raw.map((t) => t.normalize('NFC').trim().toLowerCase()).filter(Boolean))];
+  const problems: { path: string; message: string }[] = [];
+  if (tags.length > MAX_TAGS) problems.push({ path: field, message: `at most ${MAX_TAGS} tags` });
+  for (const tag of tags) {
+    if (Array.from(tag).length > MAX_TAG_LENGTH || /[\u0000-\u001f\u007f,]/.test(tag)) {
+      problems.push({ path: field, message: `tag ${JSON.stringify(tag.slice(0, 80))} is too long or has a forbidden character` });
+    }
+  }
+  if (problems.length > 0) throw new AppError('VALIDATION_FAILED', undefined, { details: { issues: problems } });
+  return tags.sort();
+}
+
+export function parseTagList(csv: string): string[] {
+  return normalizeTags(csv.split(','));
+}
