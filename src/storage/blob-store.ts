@@ -27,6 +27,8 @@ export interface BlobStore {
   ping(): Promise<void>;
   /** A local file path for a committed blob when the store is on local disk, else null. */
   localPath(key: string): string | null;
+  /** Releases connections (S3); optional. */
+  close?(): Promise<void>;
 }
 
 export interface BlobWriter {

@@ -1,0 +1,249 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { lstat, mkdir, open, opendir, realpath, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { assertValidKey, BlobNotFoundError, type BlobStore, type BlobWriter } from './blob-store.ts';
+import { assertPrefix, assertRange } from './keys.ts';
+
+/** Temp files live inside the root so that the final rename never crosses a filesystem. */
+const INCOMPLETE_DIR = '.incomplete';
+
+export class LocalBlobStore implements BlobStore {
+  readonly root: string;
+  readonly #incompleteDir: string;
+
+  private constructor(root: string) {
+    this.root = root;
+    this.#incompleteDir = path.join(root, INCOMPLETE_DIR);
+  }
+
+  static async create(rootDir: string): Promise<LocalBlobStore> {
+    await mkdir(path.join(rootDir, INCOMPLETE_DIR), { recursive: true });
+    // The containment check compares resolved paths, so the root itself must be resolved too.
+    return new LocalBlobStore(await realpath(rootDir));
+  }
+
+  createWriter(key: string): LocalBlobWriter {
+    const target = this.#pathOf(key);
+    const temp = path.join(this.#incompleteDir, `${randomBytes(16).toString('hex')}.tmp`);
+    return new LocalBlobWriter(temp, target, this.root);
+  }
+
+  async read(key: string, range?: { start: number; end: number }): Promise<Readable> {
+    const file = this.#pathOf(key);
+    if (range) assertRange(range);
+    // Open first, then stream from the descriptor: a delete racing with the read cannot turn an
+    // answered 200/206 into a mid-body ENOENT.
+    const handle = await open(file, 'r').catch((err: unknown) => {
+      throw isMissing(err) ? new BlobNotFoundError(key) : err;
+    });
+    try {
+      if (!(await handle.stat()).isFile()) throw new BlobNotFoundError(key);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  async stat(key: string): Promise<{ size: number } | null> {
+    const file = this.#pathOf(key);
+    try {
+      const st = await stat(file);
+      return st.isFile() ? { size: st.size } : null;
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const file = this.#pathOf(key);
+    try {
+      await unlink(file);
+    } catch (err) {
+      // EISDIR: the key names a folder of other blobs, so there is no blob to remove (as on S3).
+      if (!isMissing(err) && !hasCode(err, 'EISDIR')) throw err;
+    }
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    assertPrefix(prefix, false);
+    const dir = this.#pathOf(prefix.slice(0, -1));
+    // "a/" names what is under the folder a; a blob stored at "a" itself is not part of it.
+    const st = await lstat(dir).catch((err: unknown) => {
+      if (isMissing(err)) return null;
+      throw err;
+    });
+    if (st?.isDirectory()) await rm(dir, { recursive: true, force: true });
+  }
+
+  async *list(prefix: string): AsyncIterable<{ key: string; lastModified: Date }> {
+    assertPrefix(prefix, true);
+    const start = prefix === '' ? this.root : this.#pathOf(prefix.slice(0, -1));
+    yield* this.#walk(start, prefix);
+  }
+
+  async *#walk(dir: string, keyPrefix: string): AsyncGenerator<{ key: string; lastModified: Date }> {
+    let handle;
+    try {
+      handle = await opendir(dir);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    for await (const entry of handle) {
+      const key = keyPrefix + entry.name;
+      if (keyPrefix === '' && entry.name === INCOMPLETE_DIR) continue;
+      if (entry.isDirectory()) {
+        yield* this.#walk(path.join(dir, entry.name), `${key}/`);
+      } else if (entry.isFile() && isValidKey(key)) {
+        // Entries deleted while we walk are simply not reported.
+        const st = await stat(path.join(dir, entry.name)).catch(() => null);
+        if (st) yield { key, lastModified: st.mtime };
+      }
+    }
+  }
+
+  async sweepIncomplete(olderThanMs: number): Promise<number> {
+    // mtime moves with every write, so a slow upload that is still receiving data is left alone.
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    for await (const entry of await opendir(this.#incompleteDir)) {
+      const file = path.join(this.#incompleteDir, entry.name);
+      const st = await lstat(file).catch(() => null);
+      if (!st || st.mtimeMs >= cutoff) continue;
+      await rm(file, { recursive: true, force: true });
+      removed++;
+    }
+    return removed;
+  }
+
+  async ping(): Promise<void> {
+    const probe = path.join(this.#incompleteDir, `ping-${randomBytes(8).toString('hex')}`);
+    await writeFile(probe, 'ping', { flag: 'wx', mode: 0o600 });
+    await unlink(probe);
+  }
+
+  localPath(key: string): string {
+    return this.#pathOf(key);
+  }
+
+  #pathOf(key: string): string {
+    assertValidKey(key);
+    if (key.split('/')[0] === INCOMPLETE_DIR) throw new Error(`invalid blob key: ${JSON.stringify(key)}`);
+    const resolved = path.resolve(this.root, key);
+    if (!resolved.startsWith(this.root + path.sep)) {
+      throw new Error(`invalid blob key: ${JSON.stringify(key)}`);
+    }
+    return resolved;
+  }
+}
+
+export class LocalBlobWriter implements BlobWriter {
+  readonly stream: WriteStream;
+  /** The bytes are readable here once `stream` closed, until commit renames or abort removes it. */
+  readonly tempPath: string;
+  readonly #temp: string;
+  readonly #target: string;
+  readonly #root: string;
+  #committing: Promise<void> | undefined;
+  #aborting: Promise<void> | undefined;
+
+  constructor(temp: string, target: string, root: string) {
+    this.#temp = temp;
+    this.tempPath = temp;
+    this.#target = target;
+    this.#root = root;
+    // flush: fsync before close, so a finished stream means the bytes are on disk.
+    this.stream = createWriteStream(temp, { flags: 'wx', mode: 0o600, flush: true });
+    // Failures also reach the caller through commit(); without a listener, an error after the
+    // caller's pipeline settled would crash the process.
+    this.stream.on('error', () => {});
+  }
+
+  commit(): Promise<void> {
+    this.#committing ??= this.#commit();
+    return this.#committing;
+  }
+
+  abort(): Promise<void> {
+    this.#aborting ??= this.#abort();
+    return this.#aborting;
+  }
+
+  async #commit(): Promise<void> {
+    if (this.#aborting) throw new Error('blob write was aborted');
+    if (!this.stream.writableEnded && !this.stream.destroyed) {
+      throw new Error('commit() called before the stream was ended');
+    }
+    await finished(this.stream);
+    const dir = path.dirname(this.#target);
+    const firstCreated = await mkdir(dir, { recursive: true });
+    await rename(this.#temp, this.#target);
+    // New directory entries are only durable once their parent directory is synced.
+    for (const d of dirsToSync(dir, firstCreated, this.#root)) await fsyncDir(d);
+  }
+
+  async #abort(): Promise<void> {
+    if (this.#committing) {
+      const committed = await this.#committing.then(
+        () => true,
+        () => false,
+      );
+      if (committed) {
+        await rm(this.#target, { force: true });
+        return;
+      }
+    }
+    if (!this.stream.closed) {
+      // Waiting for close also covers a destroy before the file was opened: the open completes
+      // (creating the file) before close is emitted, so the unlink below cannot run too early.
+      const closed = new Promise((resolve) => this.stream.once('close', resolve));
+      this.stream.destroy();
+      await closed;
+    }
+    await rm(this.#temp, { force: true });
+  }
+}
+
+/** The target's directory, plus every directory mkdir created and the one it created it in. */
+function dirsToSync(dir: string, firstCreated: string | undefined, root: string): string[] {
+  const dirs = [dir];
+  if (firstCreated === undefined) return dirs;
+  const stop = path.dirname(firstCreated);
+  let d = dir;
+  while (d !== stop && d.startsWith(root + path.sep)) {
+    d = path.dirname(d);
+    dirs.push(d);
+  }
+  return dirs;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function hasCode(err: unknown, code: string): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
+}
+
+function isMissing(err: unknown): boolean {
+  return hasCode(err, 'ENOENT') || hasCode(err, 'ENOTDIR');
+}
+
+function isValidKey(key: string): boolean {
+  try {
+    assertValidKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+}
