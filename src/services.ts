@@ -92,7 +92,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     const tokens = new AccessTokens(await loadSigningKey(config.jwtKeyFile), config.accessTokenTtl);
     const metrics = new Metrics();
     const storage = await createBlobStore(config.storage);
-    closers.push(async () => storage.close?.());
+    closers.push(() => Promise.resolve(storage.close?.()));
     const scanner: Scanner = config.clamd ? new ClamdScanner({ url: config.clamd }) : new DisabledScanner();
     const images = await ImageProcessor.create();
     const repo = new MediaRepo(database.db, database.dialect);

@@ -28,7 +28,7 @@ export interface BlobStore {
   /** A local file path for a committed blob when the store is on local disk, else null. */
   localPath(key: string): string | null;
   /** Releases connections (S3); optional. */
-  close?(): Promise<void>;
+  close?(): void;
 }
 
 export interface BlobWriter {
