@@ -26,8 +26,10 @@ const JSON_BODY_LIMIT = 64 * 1024;
  */
 export async function buildApp(services: Services, logger: Logger): Promise<FastifyInstance> {
   const { config } = services;
+  // Typed as Fastify's logger interface so the instance type stays the default one.
+  const baseLogger: FastifyBaseLogger = logger;
   const app = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
+    loggerInstance: baseLogger,
     genReqId: (req) => requestId(req.headers['x-request-id']),
     trustProxy: config.trustProxy ?? false,
     bodyLimit: JSON_BODY_LIMIT,

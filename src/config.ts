@@ -62,7 +62,7 @@ export const DEFAULT_ALLOWED_TYPES = [
   'video/mp4',
   'video/quicktime',
   'video/webm',
-  'video/x-matroska',
+  'video/matroska',
   'audio/mpeg',
   'audio/mp4',
   'audio/x-m4a',
@@ -70,7 +70,6 @@ export const DEFAULT_ALLOWED_TYPES = [
   'audio/ogg',
   'audio/opus',
   'audio/wav',
-  'audio/x-wav',
   'audio/flac',
   'application/pdf',
 ];

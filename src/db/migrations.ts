@@ -71,7 +71,6 @@ const migrations: Record<string, Migration> = {
         .addColumn('username', 'text', (c) => c.primaryKey())
         .addColumn('bytes', 'bigint', (c) => c.notNull().defaultTo(0))
         .addColumn('files', 'bigint', (c) => c.notNull().defaultTo(0))
-        .addColumn('reserved', 'bigint', (c) => c.notNull().defaultTo(0))
         .execute();
       await db.schema
         .createTable('reservations')

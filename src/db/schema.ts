@@ -41,12 +41,11 @@ export interface MediaTagsTable {
   tag: string;
 }
 
-/** Bytes held by one user: stored items plus reservations of uploads in progress. */
+/** Bytes and files stored per user; the row is also the per-user lock for quota checks. */
 export interface UsageTable {
   username: string;
   bytes: number;
   files: number;
-  reserved: number;
 }
 
 export interface ReservationsTable {

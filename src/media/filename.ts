@@ -9,6 +9,7 @@ export function sanitizeFilename(raw: string | undefined, fallback = 'upload'): 
   if (!raw) return fallback;
   let name = raw.normalize('NFC');
   name = name.slice(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1);
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   name = name.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, '');
   name = name.trim().replace(/^\.+/, '').trim();
   if (name === '') return fallback;

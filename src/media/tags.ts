@@ -9,6 +9,7 @@ export function normalizeTags(raw: readonly string[], field = 'tags'): string[] 
   const problems: { path: string; message: string }[] = [];
   if (tags.length > MAX_TAGS) problems.push({ path: field, message: `at most ${MAX_TAGS} tags` });
   for (const tag of tags) {
+    // eslint-disable-next-line no-control-regex -- matching control characters is the point
     if (Array.from(tag).length > MAX_TAG_LENGTH || /[\u0000-\u001f\u007f,]/.test(tag)) {
       problems.push({ path: field, message: `tag ${JSON.stringify(tag.slice(0, 80))} is too long or has a forbidden character` });
     }

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Ingest } from '../../media/ingest.ts';
 import type { MediaService } from '../../media/media-service.ts';
-import { SORTS, type SortKey } from '../../media/media-repo.ts';
+import { SORTS } from '../../media/media-repo.ts';
 import { callerOf } from '../plugins/authenticate.ts';
 import { MediaItem, mediaJson } from '../media-json.ts';
 import { errors } from '../schemas.ts';
@@ -69,7 +69,7 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
     },
     async (request) => {
       const query = request.query;
-      const page = await deps.media.list(callerOf(request), { ...query, sort: query.sort as SortKey });
+      const page = await deps.media.list(callerOf(request), query);
       return { items: page.items.map(mediaJson), nextCursor: page.nextCursor };
     },
   );
