@@ -1,0 +1,231 @@
+import {
+  chmodSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PasswordHasher } from '../../../src/auth/passwords.ts';
+import { UsersFileParseError } from '../../../src/auth/users-file-io.ts';
+import { UsersStore } from '../../../src/auth/users-store.ts';
+import type { UsersChange, UsersStoreOptions } from '../../../src/auth/users-store.ts';
+
+const H1 = '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g';
+const H2 = '$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0b3RoZXI$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNob3RoZXI';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+const open: UsersStore[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+
+async function setup(content: string | null, options: UsersStoreOptions = {}, mode = 0o600) {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-users-store-'));
+  const file = join(dir, 'users');
+  if (content !== null) writeFileSync(file, content, { mode });
+  chmodSync(dir, 0o700);
+  if (content !== null) chmodSync(file, mode);
+  const logs: LogLine[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) },
+  );
+  const store = await UsersStore.open(file, logger, { pollIntervalMs: 200, debounceMs: 30, ...options });
+  open.push(store);
+  return { dir, file, logs, store };
+}
+
+function nextChange(store: UsersStore, timeoutMs = 5_000): Promise<UsersChange> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no change event')), timeoutMs);
+    const off = store.onChange((change) => {
+      clearTimeout(timer);
+      off();
+      resolve(change);
+    });
+  });
+}
+
+/** Replaces the file the way the CLI and most editors do: write a sibling, rename it over. */
+function replace(file: string, content: string): void {
+  writeFileSync(`${file}.new`, content, { mode: 0o600 });
+  renameSync(`${file}.new`, file);
+}
+
+async function waitFor(predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('UsersStore', () => {
+  it('loads users; a missing file means no users', async () => {
+    const { store } = await setup(`alice:${H1}\nbob:${H2}:admin\n`);
+    expect(store.count).toBe(2);
+    expect(store.get('bob')).toEqual({ username: 'bob', hash: H2, roles: ['admin'] });
+    expect(store.get('nobody')).toBeUndefined();
+    expect(store.list().map((u) => u.username)).toEqual(['alice', 'bob']);
+    const empty = await setup(null);
+    expect(empty.store.count).toBe(0);
+  });
+
+  it('refuses to start on a broken file, naming the line', async () => {
+    await expect(setup(`alice:${H1}\nnot a user line\n`)).rejects.toThrow(UsersFileParseError);
+    await expect(setup(`alice:${H1}\nnot a user line\n`)).rejects.toThrow(/line 2/);
+  });
+
+  it('picks up an in-place edit: added user, changed roles', async () => {
+    const { file, store } = await setup(`alice:${H1}\n`);
+    const change = nextChange(store);
+    writeFileSync(file, `alice:${H1}:admin\nbob:${H2}\n`);
+    expect(await change).toEqual({
+      added: ['bob'],
+      removed: [],
+      credentialsChanged: [],
+      rolesChanged: ['alice'],
+    });
+    expect(store.get('alice')?.roles).toEqual(['admin']);
+    expect(store.get('bob')?.hash).toBe(H2);
+  });
+
+  it('picks up replacement by rename, and reports removed users', async () => {
+    const { file, store } = await setup(`alice:${H1}\nbob:${H2}\n`);
+    const change = nextChange(store);
+    replace(file, `alice:${H1}\n`);
+    expect(await change).toMatchObject({ removed: ['bob'], credentialsChanged: [] });
+    expect(store.get('bob')).toBeUndefined();
+  });
+
+  it('reports a changed password as credentialsChanged', async () => {
+    const { file, store } = await setup(`alice:${H1}\nbob:${H2}\n`);
+    const change = nextChange(store);
+    replace(file, `alice:${H2}\nbob:${H2}\n`);
+    expect(await change).toEqual({ added: [], removed: [], credentialsChanged: ['alice'], rolesChanged: [] });
+    expect(store.get('alice')?.hash).toBe(H2);
+  });
+
+  it('keeps following the file after several replacements', async () => {
+    const { file, store } = await setup(`alice:${H1}\n`);
+    for (const name of ['bob', 'carol', 'dave']) {
+      const change = nextChange(store);
+      replace(file, `alice:${H1}\n${name}:${H2}\n`);
+      expect((await change).added).toEqual([name]);
+    }
+    expect(store.count).toBe(2);
+  });
+
+  it('sees edits and replacements through the directory watch, without waiting for a poll', async () => {
+    const { file, store } = await setup(`alice:${H1}\n`, { pollIntervalMs: 60_000 });
+    let change = nextChange(store);
+    replace(file, `alice:${H1}\nbob:${H2}\n`);
+    expect((await change).added).toEqual(['bob']);
+    change = nextChange(store);
+    writeFileSync(file, `bob:${H2}\n`);
+    expect((await change).removed).toEqual(['alice']);
+  });
+
+  it('follows changes by periodic stat alone when watching is unavailable', async () => {
+    const { file, store } = await setup(`alice:${H1}\nbob:${H2}\n`, { watch: false, pollIntervalMs: 50 });
+    for (const [content, removed] of [
+      [`bob:${H2}\n`, 'alice'],
+      [`carol:${H1}\n`, 'bob'],
+    ] as const) {
+      const change = nextChange(store);
+      await new Promise((r) => setTimeout(r, 150));
+      replace(file, content);
+      expect((await change).removed).toEqual([removed]);
+    }
+  });
+
+  it('keeps the last good state when the file breaks, logs the line (not the hash), recovers later', async () => {
+    const { file, store, logs } = await setup(`alice:${H1}\nbob:${H2}\n`);
+    replace(file, `alice:${H1}\nbob:${H2}:superuser\n`);
+    await waitFor(() => logs.some((l) => l.level >= 50 && /line 2/.test(l.msg)));
+    expect(store.get('bob')?.roles).toEqual(['user']);
+    expect(store.count).toBe(2);
+    expect(JSON.stringify(logs)).not.toContain(H1.slice(30));
+    expect(JSON.stringify(logs)).not.toContain(H2.slice(30));
+
+    const change = nextChange(store);
+    replace(file, `alice:${H1}\n`);
+    expect((await change).removed).toEqual(['bob']);
+  });
+
+  it('keeps the last good state when the file disappears', async () => {
+    const { file, store, logs } = await setup(`alice:${H1}\n`);
+    unlinkSync(file);
+    await waitFor(() => logs.some((l) => l.level === 40 && /missing/.test(l.msg)));
+    expect(store.get('alice')).toBeDefined();
+    const change = nextChange(store);
+    writeFileSync(file, `bob:${H2}\n`);
+    expect(await change).toMatchObject({ added: ['bob'], removed: ['alice'] });
+  });
+
+  it('emits nothing when the file is rewritten with the same users', async () => {
+    const { file, store, logs } = await setup(`alice:${H1}\n`);
+    let events = 0;
+    store.onChange(() => events++);
+    replace(file, `# a comment now\nalice:${H1}\n`);
+    await store.refresh();
+    expect(events).toBe(0);
+    expect(logs.filter((l) => l.msg === 'users file reloaded')).toEqual([]);
+  });
+
+  it.each([0o620, 0o602, 0o664])(
+    'warns at start when the file mode is %o (writable by others)',
+    async (mode) => {
+      const { logs } = await setup(`alice:${H1}\n`, {}, mode);
+      expect(logs.some((l) => l.level === 40 && /writable by group or others/.test(l.msg))).toBe(true);
+    },
+  );
+
+  it('does not warn about a 0600 file', async () => {
+    const { logs } = await setup(`alice:${H1}\n`);
+    expect(logs.filter((l) => l.level >= 40)).toEqual([]);
+  });
+
+  it('warns about users whose hash it will refuse, without logging the hash', async () => {
+    const { logs } = await setup(`alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n`);
+    const warning = logs.find((l) => /unsupported password hash/.test(l.msg));
+    expect(warning?.username).toBe('alice');
+    expect(JSON.stringify(logs)).not.toContain('W6ph5Mm5Pz8');
+  });
+});
+
+describe('UsersStore.ensureInitialAdmin', () => {
+  const hasher = new PasswordHasher();
+
+  it('creates an admin with a random password when there are no users, once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stowage-users-admin-'));
+    const file = join(dir, 'data', 'users');
+    const password = await UsersStore.ensureInitialAdmin(file, hasher);
+    expect(password).toMatch(/^[A-Za-z0-9_-]{24}$/);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const text = readFileSync(file, 'utf8');
+    expect(text).toMatch(/^admin:\$argon2id\$[^:]+:admin\n$/);
+    expect(text).not.toContain(password!);
+    expect(await hasher.verify(text.split(':')[1]!, password!)).toBe(true);
+    expect(await UsersStore.ensureInitialAdmin(file, hasher)).toBeNull();
+  });
+
+  it('leaves a file that has users alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stowage-users-admin-'));
+    const file = join(dir, 'users');
+    writeFileSync(file, `alice:${H1}\n`);
+    expect(await UsersStore.ensureInitialAdmin(file, hasher)).toBeNull();
+    expect(readFileSync(file, 'utf8')).toBe(`alice:${H1}\n`);
+  });
+});
