@@ -15,6 +15,7 @@ import { opsRoutes } from './http/routes/ops.ts';
 import { mediaRoutes } from './http/routes/media.ts';
 import { contentRoutes } from './http/routes/content.ts';
 import { registerMultipart } from './http/plugins/multipart.ts';
+import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -61,6 +62,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });
     await publicAuthRoutes(open, authDeps);
     await contentRoutes(open, { auth: authDeps, media: services.media, storage: services.storage });
+    await tusDiscoveryRoutes(open, services.tus);
   });
 
   // Everything in this context needs a live session; the per-user rate limit counts per caller.
@@ -84,6 +86,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     await userRoutes(secured, { usageOf: (u) => services.usage.of(u), quotaBytes: config.quotaBytes });
     await registerMultipart(secured, config.maxUploadBytes);
     await mediaRoutes(secured, { media: services.media, ingest: services.ingest, linkMaxTtl: config.linkMaxTtl });
+    await tusRoutes(secured, services.tus);
   });
 
   return app;

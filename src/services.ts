@@ -28,6 +28,8 @@ import { TypePolicy } from './media/file-types.ts';
 import { Signer } from './media/signing.ts';
 import { loadHmacKey } from './auth/keys.ts';
 import { Sweeper } from './media/sweeper.ts';
+import { TusUploads } from './http/tus/tus-uploads.ts';
+import { createTusStore } from './storage/tus-store.ts';
 
 export interface Services {
   config: Config;
@@ -46,6 +48,7 @@ export interface Services {
   ingest: Ingest;
   media: MediaService;
   sweeper: Sweeper;
+  tus: TusUploads;
   readinessChecks: Record<string, Check>;
   close(): Promise<void>;
 }
@@ -111,7 +114,17 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     });
     const secret = await loadHmacKey(config.linkKeyFile);
     const media = new MediaService(repo, storage, new Signer(secret, 'cursor'), new Signer(secret, 'link'));
-    const sweeper = new Sweeper({ storage, repo, sessions, spoolDir, logger });
+    const tus = new TusUploads({
+      datastore: await createTusStore(config),
+      ingest,
+      repo,
+      policy: new TypePolicy(config.allowedTypes),
+      maxUploadBytes: config.maxUploadBytes,
+      quotaBytes: config.quotaBytes,
+      expirySeconds: config.uploadExpiry,
+      logger,
+    });
+    const sweeper = new Sweeper({ storage, repo, sessions, spoolDir, logger, tus });
     sweeper.start();
     closers.push(() => sweeper.stop());
     const services: Services = {
@@ -131,6 +144,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       ingest,
       media,
       sweeper,
+      tus,
       readinessChecks: {
         database: async () => {
           await database.ping();

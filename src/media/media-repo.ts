@@ -95,6 +95,17 @@ export class MediaRepo {
     });
   }
 
+  /** Who holds a live reservation (tus uploads use it as their owner record). */
+  async reservationOwner(id: string): Promise<string | undefined> {
+    const row = await this.#db
+      .selectFrom('reservations')
+      .select('username')
+      .where('id', '=', id)
+      .where('expires_at', '>', Date.now())
+      .executeTakeFirst();
+    return row?.username;
+  }
+
   async release(reservationId: string): Promise<void> {
     await this.#db.deleteFrom('reservations').where('id', '=', reservationId).execute();
   }

@@ -12,6 +12,8 @@ export interface SweeperDeps {
   sessions: SessionService;
   spoolDir: string;
   logger: Logger;
+  /** Expired resumable uploads. */
+  tus?: { sweepExpired(): Promise<number> };
   /** Unfinished writes older than this are crash leftovers at start (0: none can be in flight). */
   startupIncompleteAgeMs?: number;
 }
@@ -62,6 +64,7 @@ export class Sweeper {
         () => this.#orphans('thumbs/', (key) => key.split('/')[1], (id) => storage.deletePrefix(thumbnailPrefix(id))),
       ],
       ['spool files', () => this.#spool(incompleteAgeMs)],
+      ['expired resumable uploads', () => this.#deps.tus?.sweepExpired() ?? Promise.resolve()],
       ['expired reservations', () => this.#deps.repo.purgeExpiredReservations()],
       ['ended sessions', () => this.#deps.sessions.purgeExpired()],
     ];

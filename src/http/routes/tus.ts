@@ -1,0 +1,92 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { Type } from 'typebox';
+import { AppError, type ErrorCode } from '../../errors.ts';
+import { callerOf } from '../plugins/authenticate.ts';
+import { TUS_PATH, type TusUploads } from '../tus/tus-uploads.ts';
+
+const TUS_STATUS_CODES: Partial<Record<number, ErrorCode>> = {
+  400: 'BAD_REQUEST',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  409: 'CONFLICT',
+  410: 'GONE',
+  412: 'PRECONDITION_FAILED',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  460: 'CONFLICT',
+};
+
+const tags = ['uploads'];
+const description = 'tus 1.0.0 resumable uploads (creation, creation-with-upload, termination, expiration).';
+
+/**
+ * Turns @tus/server's response into ours: its plain-text errors become the contract's error body
+ * through the one error handler, and its CORS headers are dropped (ours apply to every route).
+ */
+async function send(reply: FastifyReply, response: Response): Promise<FastifyReply> {
+  const body = await response.text();
+  for (const [name, value] of response.headers) {
+    if (name.startsWith('access-control-') || name === 'content-length' || name === 'content-type') continue;
+    // Deferred lengths would upload without a quota reservation, so they are not offered.
+    const advertised = name === 'tus-extension' ? value.replace(/,?creation-defer-length/, '') : value;
+    void reply.header(name, advertised);
+  }
+  if (response.status >= 400) {
+    const parsed = parseError(body);
+    if (parsed) throw new AppError(parsed.code, parsed.message, { details: parsed.details });
+    const code = TUS_STATUS_CODES[response.status] ?? (response.status >= 500 ? 'INTERNAL' : 'BAD_REQUEST');
+    throw new AppError(code, response.status >= 500 ? undefined : body.trim() || undefined);
+  }
+  return reply.code(response.status).send(body === '' ? undefined : body);
+}
+
+function parseError(
+  body: string,
+): { code: ErrorCode; message: string; details: Record<string, unknown> } | null {
+  if (!body.startsWith('{')) return null;
+  try {
+    const parsed = JSON.parse(body) as {
+      error?: { code: ErrorCode; message: string; details: Record<string, unknown> };
+    };
+    return parsed.error ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Upload requests: every one needs the caller's token, and only the creator can see an upload. */
+export async function tusRoutes(app: FastifyInstance, tus: TusUploads): Promise<void> {
+  // The bytes go to tus untouched: Fastify must not read or buffer the body.
+  app.addContentTypeParser('application/offset+octet-stream', (_request, _payload, done) => done(null));
+
+  app.post(
+    TUS_PATH,
+    { schema: { tags, description, summary: 'Create an upload (tus creation)', security: [{ bearer: [] }] } },
+    async (request, reply) => send(reply, await tus.handle(request.raw, callerOf(request).username)),
+  );
+  app.route({
+    method: ['HEAD', 'PATCH', 'DELETE'],
+    url: `${TUS_PATH}/:id`,
+    schema: {
+      tags,
+      description,
+      summary: 'Offset (HEAD), append bytes (PATCH) or terminate (DELETE) an upload',
+      security: [{ bearer: [] }],
+      params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+    },
+    handler: async (request, reply) => {
+      const owner = callerOf(request).username;
+      await tus.assertOwner((request.params as { id: string }).id, owner);
+      return send(reply, await tus.handle(request.raw, owner));
+    },
+  });
+}
+
+/** Capability discovery (OPTIONS) needs no credentials, so browsers' preflights and clients work. */
+export async function tusDiscoveryRoutes(app: FastifyInstance, tus: TusUploads): Promise<void> {
+  for (const url of [TUS_PATH, `${TUS_PATH}/:id`]) {
+    app.options(url, { schema: { hide: true } }, async (request, reply) =>
+      send(reply, await tus.handle(request.raw, '')),
+    );
+  }
+}

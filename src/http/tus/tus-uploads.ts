@@ -1,0 +1,207 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { Server, type ServerOptions } from '@tus/server';
+import type { DataStore, Locker, Upload } from '@tus/utils';
+import type { Logger } from 'pino';
+import { AppError, isAppError } from '../../errors.ts';
+import type { Ingest } from '../../media/ingest.ts';
+import type { MediaRepo } from '../../media/media-repo.ts';
+import { newId } from '../../media/signing.ts';
+import { parseTagList } from '../../media/tags.ts';
+import type { TypePolicy } from '../../media/file-types.ts';
+import { HeadSniffer } from './head-sniffer.ts';
+
+/** A tus data store that can also stream back a finished upload (file and S3 stores can). */
+export type ReadableDataStore = DataStore & { read(id: string): Readable | Promise<Readable> };
+
+export interface TusDeps {
+  datastore: ReadableDataStore;
+  locker?: Locker;
+  ingest: Ingest;
+  repo: MediaRepo;
+  policy: TypePolicy;
+  maxUploadBytes: number;
+  quotaBytes: number | null;
+  expirySeconds: number;
+  logger: Logger;
+}
+
+export const TUS_PATH = '/api/media/uploads';
+const ID_RE = /^[A-Za-z0-9_-]{22}$/;
+const KNOWN_METADATA = ['filename', 'filetype', 'visibility', 'tags'];
+
+interface RequestState {
+  owner: string;
+  sniffer?: HeadSniffer;
+}
+
+/**
+ * The tus 1.0 endpoint (@tus/server) behind our authentication. Each upload has a reservation
+ * row, which is both its owner and its hold on the owner's quota until it completes, expires or
+ * is terminated. The first bytes are sniffed as they arrive; the finished file goes through the
+ * same ingest pipeline as a multipart upload, and the tus copy is removed either way.
+ */
+export class TusUploads {
+  readonly server: Server;
+  readonly #deps: TusDeps;
+  readonly #requests = new WeakMap<Request, RequestState>();
+
+  constructor(deps: TusDeps) {
+    this.#deps = deps;
+    const options: Omit<ServerOptions, 'locker'> & { datastore: DataStore; locker?: Locker } = {
+      path: TUS_PATH,
+      datastore: deps.datastore,
+      relativeLocation: true,
+      maxSize: deps.maxUploadBytes,
+      namingFunction: () => newId(),
+      getFileIdFromRequest: (_req, last) => (last && ID_RE.test(last) ? last : undefined),
+      onUploadCreate: (req, upload) => this.#onCreate(req, upload),
+      onUploadFinish: (req, upload) => this.#onFinish(req, upload),
+      onResponseError: (_req, error) =>
+        isAppError(error) ? { status_code: error.status, body: encodeError(error) } : undefined,
+      ...(deps.locker ? { locker: deps.locker } : {}),
+    };
+    this.server = new Server(options);
+  }
+
+  /** 404 unless the upload exists and belongs to `owner`: others' uploads are invisible. */
+  async assertOwner(id: string, owner: string): Promise<void> {
+    const holder = ID_RE.test(id) ? await this.#deps.repo.reservationOwner(id) : undefined;
+    if (holder !== owner) throw new AppError('NOT_FOUND', 'No such upload.');
+  }
+
+  async handle(raw: IncomingMessage, owner: string): Promise<Response> {
+    const method = raw.method ?? 'GET';
+    const state: RequestState = { owner };
+    const request = new Request(`http://stowage.invalid${raw.url ?? TUS_PATH}`, {
+      method,
+      headers: headersOf(raw),
+      ...this.#body(raw, method, state),
+    });
+    this.#requests.set(request, state);
+    const response = await this.server.handleWeb(request);
+    const rejected = state.sniffer?.rejection;
+    if (rejected) {
+      const id = uploadIdOf(response, raw.url);
+      if (id) await this.#discard(id);
+      return errorResponse(rejected);
+    }
+    if (method === 'DELETE' && response.status === 204) {
+      const id = uploadIdOf(response, raw.url);
+      if (id) await this.#deps.repo.release(id);
+    }
+    return response;
+  }
+
+  /** The request body, sniffed on its way through when it starts at byte 0. */
+  #body(
+    raw: IncomingMessage,
+    method: string,
+    state: RequestState,
+  ): { body?: ReadableStream; duplex?: 'half' } {
+    const carriesBytes =
+      (method === 'PATCH' || method === 'POST') &&
+      raw.headers['content-type'] === 'application/offset+octet-stream';
+    if (!carriesBytes) return {};
+    let source: Readable = raw;
+    if (method === 'POST' || raw.headers['upload-offset'] === '0') {
+      const sniffer = new HeadSniffer(this.#deps.policy);
+      state.sniffer = sniffer;
+      raw.once('error', (error) => sniffer.destroy(error));
+      source = raw.pipe(sniffer);
+    }
+    return { body: Readable.toWeb(source) as ReadableStream, duplex: 'half' };
+  }
+
+  async #onCreate(req: Request, upload: Upload): Promise<{ metadata?: Upload['metadata'] }> {
+    const state = this.#state(req);
+    if (upload.size === undefined) {
+      throw new AppError('VALIDATION_FAILED', 'Upload-Length is required.', {
+        details: {
+          issues: [
+            { path: 'headers.upload-length', message: 'is required; deferred lengths are not supported' },
+          ],
+        },
+      });
+    }
+    const metadata = Object.fromEntries(
+      Object.entries(upload.metadata ?? {}).filter(([key]) => KNOWN_METADATA.includes(key)),
+    );
+    const visibility = metadata.visibility ?? 'private';
+    if (visibility !== 'private' && visibility !== 'public') {
+      throw new AppError('VALIDATION_FAILED', undefined, {
+        details: { issues: [{ path: 'metadata.visibility', message: 'must be private or public' }] },
+      });
+    }
+    parseTagList(metadata.tags ?? '');
+    const expiresAt = Date.now() + this.#deps.expirySeconds * 1000;
+    await this.#deps.repo.reserve(upload.id, state.owner, upload.size, expiresAt, this.#deps.quotaBytes);
+    return { metadata };
+  }
+
+  async #onFinish(req: Request, upload: Upload): Promise<{ headers: Record<string, string> }> {
+    const state = this.#state(req);
+    const metadata = upload.metadata ?? {};
+    try {
+      const staged = await this.#deps.ingest.receive({
+        stream: await this.#deps.datastore.read(upload.id),
+        owner: state.owner,
+        filename: metadata.filename ?? undefined,
+        via: 'tus',
+        reservationId: upload.id,
+      });
+      const item = await staged.commit({
+        visibility: metadata.visibility === 'public' ? 'public' : 'private',
+        tags: parseTagList(metadata.tags ?? ''),
+      });
+      await this.#deps.datastore.remove(upload.id).catch((error: unknown) => {
+        this.#deps.logger.warn({ err: error, upload: upload.id }, 'could not remove a finished tus upload');
+      });
+      return { headers: { 'Media-Id': item.id } };
+    } catch (error) {
+      await this.#discard(upload.id);
+      throw error;
+    }
+  }
+
+  async #discard(id: string): Promise<void> {
+    await this.#deps.datastore.remove(id).catch(() => undefined);
+    await this.#deps.repo.release(id);
+  }
+
+  #state(req: Request): RequestState {
+    const state = this.#requests.get(req);
+    if (!state) throw new Error('tus request without a caller');
+    return state;
+  }
+
+  /** Removes expired unfinished uploads (their reservations lapse by themselves). */
+  async sweepExpired(): Promise<number> {
+    return this.server.cleanUpExpiredUploads();
+  }
+}
+
+function headersOf(raw: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(raw.headers)) {
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return headers;
+}
+
+function uploadIdOf(response: Response, url: string | undefined): string | undefined {
+  const location = response.headers.get('location') ?? url ?? '';
+  const id = location.split('?')[0]?.split('/').pop();
+  return id && ID_RE.test(id) ? id : undefined;
+}
+
+export function encodeError(error: AppError): string {
+  return JSON.stringify({ error: { code: error.code, message: error.message, details: error.details } });
+}
+
+function errorResponse(error: AppError): Response {
+  return new Response(encodeError(error), {
+    status: error.status,
+    headers: { 'Content-Type': 'application/json; charset=utf-8', 'Tus-Resumable': '1.0.0' },
+  });
+}
