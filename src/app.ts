@@ -16,6 +16,7 @@ import { mediaRoutes } from './http/routes/media.ts';
 import { contentRoutes } from './http/routes/content.ts';
 import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
+import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -61,7 +62,9 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   await app.register(async (open) => {
     await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });
     await publicAuthRoutes(open, authDeps);
-    await contentRoutes(open, { auth: authDeps, media: services.media, storage: services.storage });
+    const contentDeps = { auth: authDeps, media: services.media, storage: services.storage };
+    await contentRoutes(open, contentDeps);
+    await thumbnailRoutes(open, { ...contentDeps, thumbnails: services.thumbnails, sizes: config.thumbnailSizes });
     await tusDiscoveryRoutes(open, services.tus);
   });
 

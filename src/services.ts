@@ -29,6 +29,7 @@ import { Signer } from './media/signing.ts';
 import { loadHmacKey } from './auth/keys.ts';
 import { Sweeper } from './media/sweeper.ts';
 import { TusUploads } from './http/tus/tus-uploads.ts';
+import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
 
 export interface Services {
@@ -49,6 +50,7 @@ export interface Services {
   media: MediaService;
   sweeper: Sweeper;
   tus: TusUploads;
+  thumbnails: Thumbnails;
   readinessChecks: Record<string, Check>;
   close(): Promise<void>;
 }
@@ -145,6 +147,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       media,
       sweeper,
       tus,
+      thumbnails: new Thumbnails(storage, images, spoolDir),
       readinessChecks: {
         database: async () => {
           await database.ping();

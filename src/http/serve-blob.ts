@@ -4,8 +4,8 @@ import { AppError } from '../errors.ts';
 import { decideRange, notModified, type Validators } from './conditional.ts';
 
 export interface BlobResponse extends Validators {
-  key: string;
-  size: number;
+  /** Where the bytes are; only asked for when the response is not a 304 (renditions render here). */
+  locate: () => Promise<{ key: string; size: number }>;
   contentType: string;
   /** null: no Content-Disposition (renditions). */
   disposition: { type: 'inline' | 'attachment'; filename: string } | null;
@@ -21,7 +21,10 @@ const CONTENT_CSP = "default-src 'none'; sandbox";
  */
 export function contentDisposition(type: 'inline' | 'attachment', filename: string): string {
   const fallback = filename.replace(/[^\x20-\x7e]|["\\%]/g, '_');
-  const encoded = encodeURIComponent(filename).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const encoded = encodeURIComponent(filename).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
   return `${type}; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }
 
@@ -31,7 +34,12 @@ function header(request: FastifyRequest, name: string): string | undefined {
 }
 
 /** Streams a blob with conditional requests and single byte ranges (GET and HEAD). */
-export async function serveBlob(request: FastifyRequest, reply: FastifyReply, store: BlobStore, blob: BlobResponse) {
+export async function serveBlob(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  store: BlobStore,
+  blob: BlobResponse,
+) {
   void reply
     .header('Content-Security-Policy', CONTENT_CSP)
     .header('Cross-Origin-Resource-Policy', 'cross-origin')
@@ -48,23 +56,27 @@ export async function serveBlob(request: FastifyRequest, reply: FastifyReply, st
   };
   if (notModified(blob, conditions)) return reply.code(304).send();
 
-  const range = decideRange(blob.size, blob, conditions);
+  const { key, size } = await blob.locate();
+  const range = decideRange(size, blob, conditions);
   if (range.kind === 'unsatisfiable') {
     throw new AppError('RANGE_NOT_SATISFIABLE', undefined, {
-      headers: { 'Content-Range': `bytes */${blob.size}` },
-      details: { size: blob.size },
+      headers: { 'Content-Range': `bytes */${size}` },
+      details: { size },
     });
   }
   void reply.type(blob.contentType);
   if (blob.disposition) {
-    void reply.header('Content-Disposition', contentDisposition(blob.disposition.type, blob.disposition.filename));
+    void reply.header(
+      'Content-Disposition',
+      contentDisposition(blob.disposition.type, blob.disposition.filename),
+    );
   }
-  const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, blob.size - 1];
+  const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, size - 1];
   if (range.kind === 'partial') {
-    void reply.code(206).header('Content-Range', `bytes ${start}-${end}/${blob.size}`);
+    void reply.code(206).header('Content-Range', `bytes ${start}-${end}/${size}`);
   }
   void reply.header('Content-Length', String(end - start + 1));
   if (request.method === 'HEAD') return reply.send();
-  const stream = await store.read(blob.key, range.kind === 'partial' ? { start, end } : undefined);
+  const stream = await store.read(key, range.kind === 'partial' ? { start, end } : undefined);
   return reply.send(stream);
 }

@@ -67,7 +67,9 @@ export async function contentRoutes(base: FastifyInstance, deps: ContentDeps): P
       params: ContentParams,
       querystring: Type.Object({
         token: Type.Optional(Type.String({ maxLength: 2048 })),
-        download: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
+        download: Type.Optional(
+          Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')]),
+        ),
       }),
       response: errors(401, 404, 416),
     },
@@ -76,8 +78,7 @@ export async function contentRoutes(base: FastifyInstance, deps: ContentDeps): P
       const item = await readableItem(deps, request, id, request.query.token);
       const download = request.query.download === '1' || request.query.download === 'true';
       return serveBlob(request, reply, deps.storage, {
-        key: blobKey(item.id),
-        size: item.size,
+        locate: () => Promise.resolve({ key: blobKey(item.id), size: item.size }),
         contentType: item.mimeType,
         etag: `"${item.sha256}"`,
         lastModified: new Date(item.createdAt),

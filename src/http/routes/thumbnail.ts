@@ -1,0 +1,55 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { AppError } from '../../errors.ts';
+import { negotiateFormat } from '../../images/negotiate-format.ts';
+import type { Thumbnails } from '../../media/thumbnails.ts';
+import { errors } from '../schemas.ts';
+import { serveBlob } from '../serve-blob.ts';
+import { ContentParams, cacheControlFor, readableItem, type ContentDeps } from './content.ts';
+
+const MIME = { webp: 'image/webp', avif: 'image/avif', jpeg: 'image/jpeg' } as const;
+
+export async function thumbnailRoutes(
+  base: FastifyInstance,
+  deps: ContentDeps & { thumbnails: Thumbnails; sizes: number[] },
+): Promise<void> {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  const defaultSize = deps.sizes.includes(256) ? 256 : (deps.sizes[0] ?? 256);
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/api/media/:id/thumbnail',
+    schema: {
+      tags: ['media'],
+      summary: 'A resized rendition of an image (WebP, or AVIF/JPEG by Accept), metadata stripped',
+      params: ContentParams,
+      querystring: Type.Object({
+        size: Type.Integer({ default: defaultSize, description: `One of ${deps.sizes.join(', ')}` }),
+        token: Type.Optional(Type.String({ maxLength: 2048 })),
+      }),
+      response: errors(400, 401, 404, 415, 422, 503),
+    },
+    handler: async (request, reply) => {
+      const { id } = request.params;
+      const { size, token } = request.query;
+      const item = await readableItem(deps, request, id, token);
+      if (item.kind !== 'image')
+        throw new AppError('NOT_FOUND', 'This item has no thumbnail: it is not an image.');
+      if (!deps.sizes.includes(size)) {
+        throw new AppError('VALIDATION_FAILED', undefined, {
+          details: { issues: [{ path: 'query.size', message: `must be one of ${deps.sizes.join(', ')}` }] },
+        });
+      }
+      const format = negotiateFormat(request.headers.accept);
+      void reply.header('Vary', 'Accept');
+      return serveBlob(request, reply, deps.storage, {
+        locate: () => deps.thumbnails.get(item, size, format),
+        contentType: MIME[format],
+        etag: `"${item.sha256.slice(0, 32)}-${size}-${format}"`,
+        lastModified: new Date(item.createdAt),
+        disposition: null,
+        cacheControl: cacheControlFor(item),
+      });
+    },
+  });
+}
