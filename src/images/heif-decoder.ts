@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { AppError } from '../errors.ts';
@@ -20,7 +20,7 @@ export interface HeifDecoderOptions {
   timeoutMs: number;
 }
 
-/** Which of the file's top-level images libvips calls primary, so that the same one is decoded. */
+/** From sharp's reading of the header: which top-level image is primary, and whether alpha must survive. */
 export interface HeifImageInfo {
   imageCount: number;
   primaryIndex: number;
@@ -67,7 +67,11 @@ export class HeifDecoder {
    * HEIF rotation and mirroring), and hands its path to `use`. The file's EXIF orientation tag is
    * stale after that and must not be applied again.
    */
-  async withDecoded<T>(inputPath: string, image: HeifImageInfo, use: (path: string) => Promise<T>): Promise<T> {
+  async withDecoded<T>(
+    inputPath: string,
+    image: HeifImageInfo,
+    use: (path: string) => Promise<T>,
+  ): Promise<T> {
     const dir = await mkdtemp(join(this.#tempDir, 'stowage-heif-'));
     try {
       // JPEG at q95 is five times quicker to write than PNG for a 12-megapixel photo and cannot be
@@ -76,31 +80,42 @@ export class HeifDecoder {
       const quality = image.hasAlpha ? [] : ['-q', '95'];
       const output = join(dir, `decoded.${extension}`);
       // An absolute input path cannot be mistaken for an option; the output path is our own.
-      await this.#run([...quality, '--quiet', resolve(inputPath), output]);
+      const stderr = await this.#run([...quality, '--quiet', resolve(inputPath), output]);
       // The tool writes decoded-1, decoded-2, … when the file holds several images, numbered in the
       // same top-level order that libvips uses for pages.
-      const decoded = image.imageCount > 1 ? join(dir, `decoded-${image.primaryIndex + 1}.${extension}`) : output;
+      const decoded =
+        image.imageCount > 1 ? join(dir, `decoded-${image.primaryIndex + 1}.${extension}`) : output;
+      // It can report a failed write and still exit 0, leaving nothing or an empty file.
+      const written = await stat(decoded).catch(() => undefined);
+      if (!written?.size) {
+        throw new AppError('INVALID_FILE', 'The image is damaged and cannot be decoded.', {
+          cause: new Error(`${this.command} wrote no image: ${stderr.trim()}`),
+        });
+      }
       return await use(decoded);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  async #run(args: string[]): Promise<void> {
+  /** Runs the tool and returns what it wrote to stderr. */
+  async #run(args: string[]): Promise<string> {
     try {
-      await run(this.command, args, {
+      const { stderr } = await run(this.command, args, {
         timeout: this.#timeoutMs,
         killSignal: 'SIGKILL',
         maxBuffer: MAX_OUTPUT_BYTES,
       });
+      return stderr;
     } catch (error) {
-      // A string code is a spawn failure (the tool vanished): the server's problem, not the file's.
       const code = (error as { code?: unknown }).code;
-      if (typeof code === 'string' && code !== 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') throw error;
-      const killed = (error as { killed?: unknown }).killed === true;
+      const overflowed = code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER';
+      // Any other string code is a spawn failure (the tool vanished): the server's problem, not the file's.
+      if (typeof code === 'string' && !overflowed) throw error;
+      const timedOut = !overflowed && (error as { killed?: unknown }).killed === true;
       throw new AppError(
         'INVALID_FILE',
-        killed ? 'The image took too long to decode.' : 'The image is damaged and cannot be decoded.',
+        timedOut ? 'The image took too long to decode.' : 'The image is damaged and cannot be decoded.',
         { cause: error },
       );
     }

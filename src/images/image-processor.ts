@@ -120,7 +120,10 @@ export class ImageProcessor {
       const header = await this.#header(path, loader);
       if (!needsHeifTool(header)) return this.#render(path, size, format, true);
       if (!this.#heif) {
-        throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'Thumbnails are not available for HEIC/HEIF images on this server.');
+        throw new AppError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          'Thumbnails are not available for HEIC/HEIF images on this server.',
+        );
       }
       // libheif has already turned the image upright; its EXIF orientation would turn it again.
       return this.#heif.withDecoded(path, heifImageInfo(header), (decoded) =>

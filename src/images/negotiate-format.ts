@@ -11,6 +11,8 @@ interface Candidate {
   q: number;
   /** Named by its own media type rather than reached through `image/*` or `*\/*`. */
   explicit: boolean;
+  /** Where in the header an explicit mention stands: browsers list what they prefer first. */
+  position: number;
 }
 
 const SUBTYPES: Record<ThumbnailFormat, string> = { webp: 'webp', avif: 'avif', jpeg: 'jpeg' };
@@ -19,10 +21,11 @@ const TOKEN = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 const QVALUE = /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/;
 
 /**
- * The thumbnail format for a request's Accept header: WebP unless the client prefers AVIF or JPEG
- * by q-value. Ties go to WebP (the contract's default, and quick to encode); AVIF beats JPEG only
- * when the client names it, because a bare wildcard (curl sends `*\/*`) says nothing about AVIF
- * support while every client decodes JPEG. With nothing acceptable, or no usable header, WebP.
+ * The thumbnail format for a request's Accept header: WebP unless the client prefers AVIF or JPEG,
+ * by q-value first, then by naming it explicitly ahead of the others (browsers send
+ * `image/avif,image/webp,…` to say they would rather have AVIF). Formats reached only through a
+ * wildcard rank WebP, JPEG, AVIF: a bare `*\/*` (curl) says nothing about AVIF support, while
+ * every client decodes JPEG. With nothing acceptable, or no usable header, WebP.
  */
 export function negotiateFormat(acceptHeader: string | undefined): ThumbnailFormat {
   if (acceptHeader === undefined) return 'webp';
@@ -30,7 +33,10 @@ export function negotiateFormat(acceptHeader: string | undefined): ThumbnailForm
   const candidates = (Object.keys(SUBTYPES) as ThumbnailFormat[])
     .map((format) => rate(format, ranges))
     .filter((candidate) => candidate.q > 0)
-    .sort((a, b) => b.q - a.q || rank(b) - rank(a));
+    .sort(
+      (a, b) =>
+        b.q - a.q || Number(b.explicit) - Number(a.explicit) || a.position - b.position || rank(b) - rank(a),
+    );
   return candidates[0]?.format ?? 'webp';
 }
 
@@ -39,7 +45,7 @@ function rank(candidate: Candidate): number {
     case 'webp':
       return 3;
     case 'avif':
-      return candidate.explicit ? 2 : 0;
+      return 0;
     case 'jpeg':
       return 1;
   }
@@ -47,8 +53,8 @@ function rank(candidate: Candidate): number {
 
 /** The q of the most specific range matching `image/<format>` (RFC 9110 §12.5.1). */
 function rate(format: ThumbnailFormat, ranges: MediaRange[]): Candidate {
-  let best: { specificity: number; q: number } | undefined;
-  for (const range of ranges) {
+  let best: { specificity: number; q: number; position: number } | undefined;
+  for (const [position, range] of ranges.entries()) {
     const specificity =
       range.type === 'image' && range.subtype === SUBTYPES[format]
         ? 2
@@ -60,10 +66,11 @@ function rate(format: ThumbnailFormat, ranges: MediaRange[]): Candidate {
     if (specificity < 0) continue;
     // Of two equally specific ranges (a repeated type), the more generous one wins.
     if (!best || specificity > best.specificity || (specificity === best.specificity && range.q > best.q)) {
-      best = { specificity, q: range.q };
+      best = { specificity, q: range.q, position };
     }
   }
-  return { format, q: best?.q ?? 0, explicit: best?.specificity === 2 };
+  const explicit = best?.specificity === 2;
+  return { format, q: best?.q ?? 0, explicit, position: explicit ? (best?.position ?? 0) : Infinity };
 }
 
 /** Malformed entries are dropped one by one, so one bad range does not spoil the others. */
@@ -73,7 +80,10 @@ function parseAccept(header: string): MediaRange[] {
     const [mediaRange = '', ...params] = entry.split(';');
     const slash = mediaRange.indexOf('/');
     const type = mediaRange.slice(0, slash).trim().toLowerCase();
-    const subtype = mediaRange.slice(slash + 1).trim().toLowerCase();
+    const subtype = mediaRange
+      .slice(slash + 1)
+      .trim()
+      .toLowerCase();
     if (slash < 0 || !TOKEN.test(type) || !TOKEN.test(subtype) || (type === '*' && subtype !== '*')) continue;
     const q = qOf(params);
     if (q !== undefined) ranges.push({ type, subtype, q });
