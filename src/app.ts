@@ -17,6 +17,7 @@ import { contentRoutes } from './http/routes/content.ts';
 import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
+import { jsonEtags } from './http/plugins/json-etag.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -88,7 +89,10 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     await sessionRoutes(secured, authDeps);
     await userRoutes(secured, { usageOf: (u) => services.usage.of(u), quotaBytes: config.quotaBytes });
     await registerMultipart(secured, config.maxUploadBytes);
-    await mediaRoutes(secured, { media: services.media, ingest: services.ingest, linkMaxTtl: config.linkMaxTtl });
+    await secured.register(async (items) => {
+      jsonEtags(items);
+      await mediaRoutes(items, { media: services.media, ingest: services.ingest, linkMaxTtl: config.linkMaxTtl });
+    });
     await tusRoutes(secured, services.tus);
   });
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { Config } from './config.ts';
 import { openDatabase, type DatabaseHandle } from './db/database.ts';
 import { Metrics } from './metrics.ts';
@@ -10,7 +10,7 @@ import { UsersStore } from './auth/users-store.ts';
 import { AccessTokens } from './auth/tokens.ts';
 import { loadSigningKey } from './auth/keys.ts';
 import { SessionService } from './auth/sessions.ts';
-import { LocalRevocationBus, type RevocationBus } from './auth/revocation-bus.ts';
+import { LocalInvalidationBus, type InvalidationBus } from './util/invalidation-bus.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
 import { UsageService } from './media/usage.ts';
@@ -31,6 +31,9 @@ import { Sweeper } from './media/sweeper.ts';
 import { TusUploads } from './http/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
+import { RedisCounterStore } from './cluster/redis-counter-store.ts';
+import { RedisInvalidationBus } from './cluster/redis-bus.ts';
+import { RedisLocker } from './cluster/redis-locker.ts';
 
 export interface Services {
   config: Config;
@@ -77,14 +80,26 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     const users = await UsersStore.open(config.usersFile, logger);
     closers.push(() => users.close());
 
-    const bus: RevocationBus = new LocalRevocationBus();
-    const counters: CounterStore = new MemoryCounterStore();
-    const redis: Redis | undefined = undefined;
+    let redis: Redis | undefined;
+    let bus: InvalidationBus = new LocalInvalidationBus();
+    let counters: CounterStore = new MemoryCounterStore();
+    if (config.redisUrl) {
+      const client = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+      // Connection errors surface on commands (and in /readyz); the client reconnects by itself.
+      client.on('error', (error: Error) => logger.warn({ err: error }, 'redis connection problem'));
+      redis = client;
+      closers.push(async () => void (await client.quit().catch(() => client.disconnect())));
+      await client.connect();
+      bus = await RedisInvalidationBus.create(client, logger);
+      closers.push(() => bus.close());
+      counters = new RedisCounterStore(client);
+    }
 
+    // With several instances and no Redis to carry invalidations, a short cache bounds staleness.
+    const cacheTtlMs = redis ? 60_000 : 1_000;
     const sessions = new SessionService(database.db, bus, {
       refreshTtlSeconds: config.refreshTokenTtl,
-      // With several instances and no Redis to carry revocations, a short cache bounds staleness.
-      cacheTtlMs: redis ? 60_000 : 1_000,
+      cacheTtlMs,
     });
     users.onChange((change) => {
       for (const username of [...change.removed, ...change.credentialsChanged]) {
@@ -115,7 +130,14 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       spoolDir,
     });
     const secret = await loadHmacKey(config.linkKeyFile);
-    const media = new MediaService(repo, storage, new Signer(secret, 'cursor'), new Signer(secret, 'link'));
+    const media = new MediaService({
+      repo,
+      storage,
+      cursors: new Signer(secret, 'cursor'),
+      links: new Signer(secret, 'link'),
+      bus,
+      cacheTtlMs: cacheTtlMs,
+    });
     const tus = new TusUploads({
       datastore: await createTusStore(config),
       ingest,
@@ -125,6 +147,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,
       logger,
+      ...(redis ? { locker: new RedisLocker(redis) } : {}),
     });
     const sweeper = new Sweeper({ storage, repo, sessions, spoolDir, logger, tus });
     sweeper.start();
@@ -162,6 +185,14 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
           await scanner.ping();
           return 'ok';
         },
+        ...(redis
+          ? {
+              redis: async () => {
+                await redis.ping();
+                return 'ok' as const;
+              },
+            }
+          : {}),
       },
       close: closeAll,
     };

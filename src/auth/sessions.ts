@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Db } from '../db/database.ts';
 import type { SessionsTable } from '../db/schema.ts';
 import { hashRefreshToken, newRefreshToken, unauthenticated } from './tokens.ts';
-import type { RevocationBus } from './revocation-bus.ts';
+import type { InvalidationBus } from '../util/invalidation-bus.ts';
 
 export interface Session {
   id: string;
@@ -35,10 +35,10 @@ interface CacheEntry {
 export class SessionService {
   readonly #db: Db;
   readonly #opts: Required<SessionOptions>;
-  readonly #bus: RevocationBus;
+  readonly #bus: InvalidationBus;
   readonly #cache = new Map<string, CacheEntry>();
 
-  constructor(db: Db, bus: RevocationBus, opts: SessionOptions) {
+  constructor(db: Db, bus: InvalidationBus, opts: SessionOptions) {
     this.#db = db;
     this.#bus = bus;
     this.#opts = { touchIntervalMs: 60_000, ...opts };

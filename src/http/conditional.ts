@@ -26,7 +26,7 @@ function seconds(date: Date): number {
 export function notModified(v: Validators, c: RequestConditions): boolean {
   if (c.ifNoneMatch !== undefined) {
     const list = tags(c.ifNoneMatch);
-    return list.includes('*') || list.includes(v.etag);
+    return list.includes('*') || list.includes(v.etag.replace(/^W\//, ''));
   }
   if (c.ifModifiedSince !== undefined) {
     const since = Date.parse(c.ifModifiedSince);
@@ -36,9 +36,7 @@ export function notModified(v: Validators, c: RequestConditions): boolean {
 }
 
 export type RangeDecision =
-  | { kind: 'full' }
-  | { kind: 'partial'; start: number; end: number }
-  | { kind: 'unsatisfiable' };
+  { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
 
 /**
  * One byte range or the whole representation. Several ranges are answered with the whole file

@@ -15,7 +15,11 @@ interface ValidationIssue {
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appError = toAppError(error);
-    if (appError.status >= 500 && appError.code !== 'SCANNER_UNAVAILABLE' && appError.code !== 'UNAVAILABLE') {
+    if (
+      appError.status >= 500 &&
+      appError.code !== 'SCANNER_UNAVAILABLE' &&
+      appError.code !== 'UNAVAILABLE'
+    ) {
       request.log.error({ err: error }, 'request failed');
     } else if (appError.status >= 500) {
       request.log.warn({ err: appError.cause ?? error }, appError.message);
@@ -43,7 +47,9 @@ export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
 export function toAppError(error: unknown): AppError {
   if (isAppError(error)) return error;
   if (error instanceof LimiterFullError) {
-    return new AppError('RATE_LIMITED', 'The server is busy; try again shortly.', { headers: { 'Retry-After': '1' } });
+    return new AppError('RATE_LIMITED', 'The server is busy; try again shortly.', {
+      headers: { 'Retry-After': '1' },
+    });
   }
   const fe = error as Partial<FastifyError> & { validation?: unknown[]; validationContext?: string };
   if (Array.isArray(fe.validation)) {
@@ -55,12 +61,14 @@ export function toAppError(error: unknown): AppError {
   const code = typeof fe.code === 'string' ? fe.code : '';
   const mapped = FRAMEWORK_CODES[code];
   if (mapped) return new AppError(mapped, undefined, { cause: error });
-  if (error instanceof SyntaxError || code.startsWith('FST_ERR_CTP')) return new AppError('BAD_REQUEST', undefined, { cause: error });
+  if (error instanceof SyntaxError || code.startsWith('FST_ERR_CTP'))
+    return new AppError('BAD_REQUEST', undefined, { cause: error });
   const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
   if (status === 429) {
     return new AppError('RATE_LIMITED', undefined, { cause: error, headers: { 'Retry-After': '60' } });
   }
-  if (status >= 400 && status < 500) return new AppError(STATUS_CODES[status] ?? 'BAD_REQUEST', undefined, { cause: error });
+  if (status >= 400 && status < 500)
+    return new AppError(STATUS_CODES[status] ?? 'BAD_REQUEST', undefined, { cause: error });
   return new AppError('INTERNAL', undefined, { cause: error });
 }
 

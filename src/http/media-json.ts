@@ -31,7 +31,10 @@ export function mediaJson(item: MediaRecord) {
     owner: item.owner,
     visibility: item.visibility,
     tags: item.tags,
-    image: isImage && item.width !== null && item.height !== null ? { width: item.width, height: item.height } : null,
+    image:
+      isImage && item.width !== null && item.height !== null
+        ? { width: item.width, height: item.height }
+        : null,
     createdAt: iso(item.createdAt),
     updatedAt: iso(item.updatedAt),
     urls: {

@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics.ts';
 import { kindOf, type TypePolicy } from './file-types.ts';
 import { sanitizeFilename } from './filename.ts';
 import type { MediaRecord, MediaRepo, Visibility } from './media-repo.ts';
-import { Meter, TypeSniffer } from './stream-stages.ts';
+import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
 import { newId } from './signing.ts';
 
 export interface IngestDeps {
@@ -62,6 +62,11 @@ export class Ingest {
     this.#deps = deps;
   }
 
+  /** The largest file accepted, in bytes. */
+  get maxUploadBytes(): number {
+    return this.#deps.maxUploadBytes;
+  }
+
   async receive(source: IngestSource): Promise<StagedUpload> {
     const deps = this.#deps;
     const id = newId();
@@ -75,6 +80,10 @@ export class Ingest {
     let writer: BlobWriter | undefined;
     let scan: ScanSession | undefined;
     let spool: string | undefined;
+    // A failure of the incoming stream itself (a cut-off or malformed body) is the client's; it
+    // may also have failed before it reached us (then `errored` says so).
+    let sourceError: unknown;
+    source.stream.on('error', (error) => (sourceError ??= error));
     const cleanup = async () => {
       scan?.abort();
       await writer?.abort();
@@ -93,6 +102,8 @@ export class Ingest {
         }
       });
       await pipeline(source.stream, sniffer, meter, writer.stream);
+      // A parser that stops at its own size limit ends the stream early instead of failing it.
+      if ((source.stream as { truncated?: unknown }).truncated === true) throw tooLarge(deps.maxUploadBytes);
       const verdict = await scan.verdict();
       if (!verdict.clean) {
         throw new AppError('MALWARE_DETECTED', undefined, { details: { signature: verdict.signature } });
@@ -103,10 +114,20 @@ export class Ingest {
       const removeSpool = async () => {
         if (spool) await fsp.rm(spool, { force: true });
       };
-      return this.#staged(source, { id, key, mime, size: meter.bytes, sha256: meter.sha256, dims, writer, cleanup, removeSpool });
+      return this.#staged(source, {
+        id,
+        key,
+        mime,
+        size: meter.bytes,
+        sha256: meter.sha256,
+        dims,
+        writer,
+        cleanup,
+        removeSpool,
+      });
     } catch (error) {
       await cleanup().catch(() => undefined);
-      const appError = asUploadError(error);
+      const appError = asUploadError(error, sourceError ?? source.stream.errored ?? undefined);
       deps.metrics.uploads.inc({ path: source.via, outcome: appError.code });
       throw appError;
     }
@@ -178,13 +199,23 @@ export class Ingest {
   }
 }
 
-/** Client disconnects and stream errors become contract errors; our own errors pass through. */
-function asUploadError(error: unknown): AppError {
+/**
+ * Client disconnects and stream errors become contract errors; our own errors pass through.
+ * `sourceError` is what the incoming stream itself failed with, if it did: a body that was cut off
+ * or is malformed (e.g. multipart data ending without its closing boundary) is a bad request.
+ */
+function asUploadError(error: unknown, sourceError?: unknown): AppError {
   if (isAppError(error)) return error;
-  const code = (error as { code?: unknown }).code;
-  if (code === 'FST_REQ_FILE_TOO_LARGE') return new AppError('PAYLOAD_TOO_LARGE', undefined, { cause: error });
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'FST_REQ_FILE_TOO_LARGE')
+    return new AppError('PAYLOAD_TOO_LARGE', undefined, { cause: error });
   if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'ECONNABORTED') {
     return new AppError('BAD_REQUEST', 'The upload was interrupted.', { cause: error });
+  }
+  if (sourceError !== undefined && error === sourceError) {
+    return new AppError('BAD_REQUEST', 'The upload was interrupted or its body is malformed.', {
+      cause: error,
+    });
   }
   return new AppError('INTERNAL', undefined, { cause: error });
 }

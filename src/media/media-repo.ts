@@ -81,7 +81,13 @@ export class MediaRepo {
   }
 
   /** Holds `bytes` of the user's quota for an upload in progress until it completes or expires. */
-  async reserve(id: string, username: string, bytes: number, expiresAt: number, quota: number | null): Promise<void> {
+  async reserve(
+    id: string,
+    username: string,
+    bytes: number,
+    expiresAt: number,
+    quota: number | null,
+  ): Promise<void> {
     await this.#db.transaction().execute(async (trx) => {
       const used = await lockUsage(trx, username, id);
       if (quota !== null && used + bytes > quota) {
@@ -116,7 +122,11 @@ export class MediaRepo {
 
   /** Stored bytes plus live reservations, for the early (advisory) quota check while streaming. */
   async usedBytes(username: string, excludeReservation?: string): Promise<number> {
-    const stored = await this.#db.selectFrom('usage').select('bytes').where('username', '=', username).executeTakeFirst();
+    const stored = await this.#db
+      .selectFrom('usage')
+      .select('bytes')
+      .where('username', '=', username)
+      .executeTakeFirst();
     return Number(stored?.bytes ?? 0) + (await reservedBytes(this.#db, username, excludeReservation));
   }
 
@@ -150,7 +160,10 @@ export class MediaRepo {
     return rows.map(fromRow);
   }
 
-  async update(id: string, patch: { filename?: string; visibility?: Visibility; tags?: string[] }): Promise<MediaRecord | undefined> {
+  async update(
+    id: string,
+    patch: { filename?: string; visibility?: Visibility; tags?: string[] },
+  ): Promise<MediaRecord | undefined> {
     return this.#db.transaction().execute(async (trx) => {
       const now = Date.now();
       const { tags, ...columns } = patch;
@@ -201,7 +214,11 @@ export class MediaRepo {
   }
 }
 
-async function lockUsage(trx: Transaction<Database>, username: string, excludeReservation?: string): Promise<number> {
+async function lockUsage(
+  trx: Transaction<Database>,
+  username: string,
+  excludeReservation?: string,
+): Promise<number> {
   await trx
     .insertInto('usage')
     .values({ username, bytes: 0, files: 0 })
@@ -217,7 +234,11 @@ async function lockUsage(trx: Transaction<Database>, username: string, excludeRe
   return Number(row.bytes) + (await reservedBytes(trx, username, excludeReservation));
 }
 
-async function reservedBytes(db: Db | Transaction<Database>, username: string, exclude?: string): Promise<number> {
+async function reservedBytes(
+  db: Db | Transaction<Database>,
+  username: string,
+  exclude?: string,
+): Promise<number> {
   let q = db
     .selectFrom('reservations')
     .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.val(0)).as('total'))

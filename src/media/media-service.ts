@@ -7,6 +7,7 @@ import { SORTS, type MediaRecord, type MediaRepo, type SortKey, type Visibility 
 import type { Signer } from './signing.ts';
 import { normalizeTags } from './tags.ts';
 import { blobKey } from './ingest.ts';
+import type { InvalidationBus } from '../util/invalidation-bus.ts';
 
 export interface ListParams {
   limit: number;
@@ -31,12 +32,28 @@ export class MediaService {
   readonly #storage: BlobStore;
   readonly #cursors: Signer;
   readonly #links: Signer;
+  readonly #bus: InvalidationBus;
+  readonly #cacheTtlMs: number;
+  readonly #cache = new Map<string, { item: MediaRecord | undefined; at: number }>();
 
-  constructor(repo: MediaRepo, storage: BlobStore, cursors: Signer, links: Signer) {
-    this.#repo = repo;
-    this.#storage = storage;
-    this.#cursors = cursors;
-    this.#links = links;
+  constructor(deps: {
+    repo: MediaRepo;
+    storage: BlobStore;
+    cursors: Signer;
+    links: Signer;
+    bus: InvalidationBus;
+    /** How long a looked-up item is trusted; changes on this instance clear it at once. */
+    cacheTtlMs: number;
+  }) {
+    this.#repo = deps.repo;
+    this.#storage = deps.storage;
+    this.#cursors = deps.cursors;
+    this.#links = deps.links;
+    this.#bus = deps.bus;
+    this.#cacheTtlMs = deps.cacheTtlMs;
+    deps.bus.subscribe((event) => {
+      for (const id of event.mediaIds ?? []) this.#cache.delete(id);
+    });
   }
 
   get repo(): MediaRepo {
@@ -46,7 +63,18 @@ export class MediaService {
   /** The item if it exists, regardless of who asks (for public and signed-link access). */
   async find(id: string): Promise<MediaRecord | undefined> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;
-    return this.#repo.get(id);
+    const now = Date.now();
+    const hit = this.#cache.get(id);
+    if (hit && now - hit.at < this.#cacheTtlMs) return hit.item;
+    const item = await this.#repo.get(id);
+    if (this.#cache.size >= 10_000) this.#cache.clear();
+    this.#cache.set(id, { item, at: now });
+    return item;
+  }
+
+  async #changed(id: string): Promise<void> {
+    this.#cache.delete(id);
+    await this.#bus.publish({ mediaIds: [id] });
   }
 
   async getFor(caller: Caller, id: string): Promise<MediaRecord> {
@@ -55,7 +83,10 @@ export class MediaService {
     return item;
   }
 
-  async list(caller: Caller, params: ListParams): Promise<{ items: MediaRecord[]; nextCursor: string | null }> {
+  async list(
+    caller: Caller,
+    params: ListParams,
+  ): Promise<{ items: MediaRecord[]; nextCursor: string | null }> {
     const owner = params.owner ?? caller.username;
     if (owner !== caller.username && !caller.isAdmin) {
       throw new AppError('FORBIDDEN', "Only administrators may list other users' media.");
@@ -94,6 +125,7 @@ export class MediaService {
     if (patch.visibility !== undefined) clean.visibility = patch.visibility;
     if (patch.tags !== undefined) clean.tags = normalizeTags(patch.tags, 'body.tags');
     const updated = await this.#repo.update(id, clean);
+    await this.#changed(id);
     if (!updated) throw new AppError('NOT_FOUND', 'No such media item.');
     return updated;
   }
@@ -102,12 +134,20 @@ export class MediaService {
   async delete(caller: Caller, id: string): Promise<void> {
     await this.getFor(caller, id);
     const deleted = await this.#repo.delete(id);
+    await this.#changed(id);
     if (!deleted) throw new AppError('NOT_FOUND', 'No such media item.');
     // A failure here leaves an orphan blob, which the sweeper removes; the item is already gone.
-    await Promise.allSettled([this.#storage.delete(blobKey(id)), this.#storage.deletePrefix(thumbnailPrefix(id))]);
+    await Promise.allSettled([
+      this.#storage.delete(blobKey(id)),
+      this.#storage.deletePrefix(thumbnailPrefix(id)),
+    ]);
   }
 
-  async createLink(caller: Caller, id: string, expiresIn: number): Promise<{ token: string; expiresAt: number }> {
+  async createLink(
+    caller: Caller,
+    id: string,
+    expiresIn: number,
+  ): Promise<{ token: string; expiresAt: number }> {
     await this.getFor(caller, id);
     const expiresAt = Date.now() + expiresIn * 1000;
     return { token: this.#links.sign({ m: id, e: Math.floor(expiresAt / 1000) }), expiresAt };

@@ -41,7 +41,11 @@ export class TypeSniffer extends Transform {
     this.#head = [];
     if (head.length === 0) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'The file is empty.');
     const type = await detectType(head);
-    if (!type) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'The type of this file could not be recognised from its content.');
+    if (!type)
+      throw new AppError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'The type of this file could not be recognised from its content.',
+      );
     if (!this.#policy.allows(type.mime)) {
       throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Files of type ${type.mime} are not accepted.`, {
         details: { detectedType: type.mime },
@@ -51,6 +55,10 @@ export class TypeSniffer extends Transform {
     this.emit('type', type);
     this.push(head);
   }
+}
+
+export function tooLarge(maxBytes: number): AppError {
+  return new AppError('PAYLOAD_TOO_LARGE', `The file is larger than the limit of ${maxBytes} bytes.`);
 }
 
 export interface MeterLimits {
@@ -94,7 +102,7 @@ export class Meter extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.#bytes += chunk.length;
     if (this.#bytes > this.#limits.maxBytes) {
-      return done(new AppError('PAYLOAD_TOO_LARGE', `The file is larger than the limit of ${this.#limits.maxBytes} bytes.`));
+      return done(tooLarge(this.#limits.maxBytes));
     }
     if (this.#limits.quotaRoom !== null && this.#bytes > this.#limits.quotaRoom) {
       return done(new AppError('QUOTA_EXCEEDED'));

@@ -55,13 +55,22 @@ export class Sweeper {
       [
         'orphaned blobs',
         () =>
-          this.#orphans('media/', (key) => key.split('/')[2], async (_id, keys) => {
-            for (const key of keys) await storage.delete(key);
-          }),
+          this.#orphans(
+            'media/',
+            (key) => key.split('/')[2],
+            async (_id, keys) => {
+              for (const key of keys) await storage.delete(key);
+            },
+          ),
       ],
       [
         'orphaned renditions',
-        () => this.#orphans('thumbs/', (key) => key.split('/')[1], (id) => storage.deletePrefix(thumbnailPrefix(id))),
+        () =>
+          this.#orphans(
+            'thumbs/',
+            (key) => key.split('/')[1],
+            (id) => storage.deletePrefix(thumbnailPrefix(id)),
+          ),
       ],
       ['spool files', () => this.#spool(incompleteAgeMs)],
       ['expired resumable uploads', () => this.#deps.tus?.sweepExpired() ?? Promise.resolve()],

@@ -11,10 +11,14 @@ export function normalizeTags(raw: readonly string[], field = 'tags'): string[] 
   for (const tag of tags) {
     // eslint-disable-next-line no-control-regex -- matching control characters is the point
     if (Array.from(tag).length > MAX_TAG_LENGTH || /[\u0000-\u001f\u007f,]/.test(tag)) {
-      problems.push({ path: field, message: `tag ${JSON.stringify(tag.slice(0, 80))} is too long or has a forbidden character` });
+      problems.push({
+        path: field,
+        message: `tag ${JSON.stringify(tag.slice(0, 80))} is too long or has a forbidden character`,
+      });
     }
   }
-  if (problems.length > 0) throw new AppError('VALIDATION_FAILED', undefined, { details: { issues: problems } });
+  if (problems.length > 0)
+    throw new AppError('VALIDATION_FAILED', undefined, { details: { issues: problems } });
   return tags.sort();
 }
 

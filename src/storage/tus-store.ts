@@ -1,12 +1,32 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileStore } from '@tus/file-store';
+import { S3Store } from '@tus/s3-store';
 import type { Config } from '../config.ts';
 import type { ReadableDataStore } from '../http/tus/tus-uploads.ts';
 
-/** Where unfinished resumable uploads live: beside the blobs, in the same kind of storage. */
+/** Where unfinished resumable uploads live: in the same kind of storage as the blobs. */
 export async function createTusStore(config: Config): Promise<ReadableDataStore> {
   const expirationPeriodInMilliseconds = config.uploadExpiry * 1000;
+  const storage = config.storage;
+  if (storage.kind === 's3') {
+    return new S3Store({
+      partSize: 8 * 1024 * 1024,
+      expirationPeriodInMilliseconds,
+      s3ClientConfig: {
+        bucket: storage.bucket,
+        region: storage.region,
+        ...(storage.endpoint ? { endpoint: storage.endpoint } : {}),
+        forcePathStyle: storage.forcePathStyle,
+        ...(storage.accessKeyId && storage.secretAccessKey
+          ? { credentials: { accessKeyId: storage.accessKeyId, secretAccessKey: storage.secretAccessKey } }
+          : {}),
+        // S3-compatible servers often reject the SDK's default CRC trailers (see storage/s3.ts).
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      },
+    });
+  }
   const directory = path.join(config.dataDir, 'uploads');
   await fs.mkdir(directory, { recursive: true, mode: 0o700 });
   return new FileStore({ directory, expirationPeriodInMilliseconds });

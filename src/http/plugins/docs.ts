@@ -12,7 +12,8 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
       info: {
         title: 'Stowage',
         version: '0.1.0',
-        description: 'Self-hostable media backend. Every error has the shape { error: { code, message, details } }.',
+        description:
+          'Self-hostable media backend. Every error has the shape { error: { code, message, details } }.',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },

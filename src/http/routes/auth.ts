@@ -65,7 +65,10 @@ export async function publicAuthRoutes(base: FastifyInstance, deps: AuthRouteDep
         tags,
         summary: 'Log in with a username and password',
         body: Type.Object(
-          { username: Type.String({ minLength: 1, maxLength: 128 }), password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          {
+            username: Type.String({ minLength: 1, maxLength: 128 }),
+            password: Type.String({ minLength: 1, maxLength: 1024 }),
+          },
           { additionalProperties: false },
         ),
         response: { 200: TokenResponse, ...errors(400, 401, 429) },
@@ -81,7 +84,9 @@ export async function publicAuthRoutes(base: FastifyInstance, deps: AuthRouteDep
       }
       const user = deps.users.get(username);
       // Unknown users cost one full hash verification too, so timing does not reveal who exists.
-      const ok = user ? await deps.hasher.verify(user.hash, password) : await deps.hasher.verifyDummy(password);
+      const ok = user
+        ? await deps.hasher.verify(user.hash, password)
+        : await deps.hasher.verifyDummy(password);
       if (!user || !ok) {
         await deps.throttle.recordFailure(username, request.ip);
         deps.metrics.logins.inc({ outcome: 'failure' });
@@ -105,7 +110,10 @@ export async function publicAuthRoutes(base: FastifyInstance, deps: AuthRouteDep
       schema: {
         tags,
         summary: 'Exchange a refresh token for new tokens (the old refresh token stops working)',
-        body: Type.Object({ refreshToken: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false }),
+        body: Type.Object(
+          { refreshToken: Type.String({ minLength: 1, maxLength: 256 }) },
+          { additionalProperties: false },
+        ),
         response: { 200: TokenResponse, ...errors(400, 401) },
       },
     },
@@ -126,7 +134,14 @@ export async function sessionRoutes(base: FastifyInstance, deps: AuthRouteDeps):
 
   app.post(
     '/api/auth/logout',
-    { schema: { tags, security: secured, summary: 'End the current session', response: { 204: Type.Null(), ...errors(401) } } },
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'End the current session',
+        response: { 204: Type.Null(), ...errors(401) },
+      },
+    },
     async (request, reply) => {
       const caller = callerOf(request);
       await deps.sessions.revoke(caller.username, caller.sessionId);
@@ -209,4 +224,3 @@ export async function sessionRoutes(base: FastifyInstance, deps: AuthRouteDeps):
     },
   );
 }
-

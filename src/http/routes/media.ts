@@ -55,14 +55,22 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
             { default: '-createdAt' },
           ),
           type: Type.Optional(
-            Type.Union([Type.Literal('image'), Type.Literal('video'), Type.Literal('audio'), Type.Literal('document')]),
+            Type.Union([
+              Type.Literal('image'),
+              Type.Literal('video'),
+              Type.Literal('audio'),
+              Type.Literal('document'),
+            ]),
           ),
           tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
           q: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
           owner: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
         }),
         response: {
-          200: Type.Object({ items: Type.Array(MediaItem), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
+          200: Type.Object({
+            items: Type.Array(MediaItem),
+            nextCursor: Type.Union([Type.String(), Type.Null()]),
+          }),
           ...errors(400, 401, 403),
         },
       },
@@ -76,7 +84,15 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
 
   app.get(
     '/api/media/:id',
-    { schema: { tags, security, summary: 'One media item', params: IdParams, response: { 200: MediaItem, ...errors(401, 404) } } },
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'One media item',
+        params: IdParams,
+        response: { 200: MediaItem, ...errors(401, 404) },
+      },
+    },
     async (request) => mediaJson(await deps.media.getFor(callerOf(request), request.params.id)),
   );
 
@@ -128,7 +144,15 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
         summary: 'Create a signed, expiring link to the content (and thumbnails)',
         params: IdParams,
         body: Type.Object(
-          { expiresIn: Type.Optional(Type.Integer({ minimum: 1, maximum: deps.linkMaxTtl, default: Math.min(3600, deps.linkMaxTtl) })) },
+          {
+            expiresIn: Type.Optional(
+              Type.Integer({
+                minimum: 1,
+                maximum: deps.linkMaxTtl,
+                default: Math.min(3600, deps.linkMaxTtl),
+              }),
+            ),
+          },
           { additionalProperties: false },
         ),
         response: {
@@ -139,10 +163,17 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
     },
     async (request, reply) => {
       const id = request.params.id;
-      const { token, expiresAt } = await deps.media.createLink(callerOf(request), id, request.body.expiresIn ?? 3600);
+      const { token, expiresAt } = await deps.media.createLink(
+        callerOf(request),
+        id,
+        request.body.expiresIn ?? 3600,
+      );
       return reply
         .code(201)
-        .send({ url: `/api/media/${id}/content?token=${encodeURIComponent(token)}`, expiresAt: new Date(expiresAt).toISOString() });
+        .send({
+          url: `/api/media/${id}/content?token=${encodeURIComponent(token)}`,
+          expiresAt: new Date(expiresAt).toISOString(),
+        });
     },
   );
 }

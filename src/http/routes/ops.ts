@@ -43,7 +43,13 @@ export async function opsRoutes(base: FastifyInstance, deps: OpsDeps): Promise<v
   });
   app.get(
     '/readyz',
-    { schema: { tags, summary: 'Readiness: database, storage, scanner', response: { 200: readiness, 503: readiness } } },
+    {
+      schema: {
+        tags,
+        summary: 'Readiness: database, storage, scanner',
+        response: { 200: readiness, 503: readiness },
+      },
+    },
     async (request, reply) => {
       const names = Object.keys(deps.checks);
       const results = await Promise.all(names.map((n) => runCheck(deps.checks[n]!)));
@@ -54,8 +60,12 @@ export async function opsRoutes(base: FastifyInstance, deps: OpsDeps): Promise<v
     },
   );
 
-  app.get('/metrics', { schema: { tags, summary: 'Prometheus metrics', hide: false } }, async (_request, reply) => {
-    const text = await deps.metrics.registry.metrics();
-    return reply.type(deps.metrics.registry.contentType).send(text);
-  });
+  app.get(
+    '/metrics',
+    { schema: { tags, summary: 'Prometheus metrics', hide: false } },
+    async (_request, reply) => {
+      const text = await deps.metrics.registry.metrics();
+      return reply.type(deps.metrics.registry.contentType).send(text);
+    },
+  );
 }

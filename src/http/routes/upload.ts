@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../errors.ts';
 import type { Ingest, StagedUpload } from '../../media/ingest.ts';
+import { tooLarge } from '../../media/stream-stages.ts';
 import type { MediaRecord, Visibility } from '../../media/media-repo.ts';
 import { parseTagList } from '../../media/tags.ts';
 
@@ -27,10 +28,20 @@ export async function receiveMultipart(
   try {
     for await (const part of request.parts()) {
       if (part.type === 'file') {
-        if (part.fieldname !== 'file') throw invalid(`body.${part.fieldname}`, 'the file part must be named "file"');
-        staged = await ingest.receive({ stream: part.file, owner, filename: part.filename, via: 'multipart' });
+        if (part.fieldname !== 'file')
+          throw invalid(`body.${part.fieldname}`, 'the file part must be named "file"');
+        // The parser stops at the upload limit by truncating the file: fail it there instead, so
+        // the upload is refused with 413 at once rather than treated as a shorter, complete file.
+        part.file.once('limit', () => part.file.destroy(tooLarge(ingest.maxUploadBytes)));
+        staged = await ingest.receive({
+          stream: part.file,
+          owner,
+          filename: part.filename,
+          via: 'multipart',
+        });
       } else if (part.fieldname === 'visibility') {
-        if (part.value !== 'private' && part.value !== 'public') throw invalid('body.visibility', 'must be private or public');
+        if (part.value !== 'private' && part.value !== 'public')
+          throw invalid('body.visibility', 'must be private or public');
         visibility = part.value;
       } else if (part.fieldname === 'tags') {
         tags = parseTagList(String(part.value));

@@ -33,6 +33,8 @@ const KNOWN_METADATA = ['filename', 'filetype', 'visibility', 'tags'];
 interface RequestState {
   owner: string;
   sniffer?: HeadSniffer;
+  /** The upload this request completed and stored; its tus copy goes once tus has answered. */
+  finished?: string;
 }
 
 /**
@@ -80,6 +82,7 @@ export class TusUploads {
     });
     this.#requests.set(request, state);
     const response = await this.server.handleWeb(request);
+    if (state.finished) await this.#removeFinished(state.finished);
     const rejected = state.sniffer?.rejection;
     if (rejected) {
       const id = uploadIdOf(response, raw.url);
@@ -154,14 +157,20 @@ export class TusUploads {
         visibility: metadata.visibility === 'public' ? 'public' : 'private',
         tags: parseTagList(metadata.tags ?? ''),
       });
-      await this.#deps.datastore.remove(upload.id).catch((error: unknown) => {
-        this.#deps.logger.warn({ err: error, upload: upload.id }, 'could not remove a finished tus upload');
-      });
+      // Not removed here: after this hook, tus still reads the upload back to answer a creation
+      // request (creation-with-upload), and would answer 404 if it were already gone.
+      state.finished = upload.id;
       return { headers: { 'Media-Id': item.id } };
     } catch (error) {
       await this.#discard(upload.id);
       throw error;
     }
+  }
+
+  async #removeFinished(id: string): Promise<void> {
+    await this.#deps.datastore.remove(id).catch((error: unknown) => {
+      this.#deps.logger.warn({ err: error, upload: id }, 'could not remove a finished tus upload');
+    });
   }
 
   async #discard(id: string): Promise<void> {
