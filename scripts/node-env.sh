@@ -18,7 +18,8 @@ elif [ "$(_stowage_major node)" -lt 24 ]; then
   rm -rf "$_stowage_tmp"
   export PATH="$_stowage_node_dir/bin:$PATH"
 fi
-export npm_config_nodedir="$(dirname "$(dirname "$(command -v node)")")"
+# Native builds must use this Node's headers, not a machine-wide nodedir (Node 20's on Debian).
+_stowage_nodedir="$(dirname "$(dirname "$(command -v node)")")"
 unset _stowage_tmp
 
 # Installs the locked dependencies when node_modules is missing or older than the lockfile.
@@ -26,6 +27,6 @@ stowage_ensure_deps() {
   if [ ! -f "$_stowage_root/node_modules/.package-lock.json" ] ||
     [ "$_stowage_root/package-lock.json" -nt "$_stowage_root/node_modules/.package-lock.json" ]; then
     echo "stowage: installing dependencies (npm ci)" >&2
-    (cd "$_stowage_root" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    (cd "$_stowage_root" && npm_config_nodedir="$_stowage_nodedir" npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
 }

@@ -59,8 +59,12 @@ export class TusUploads {
       getFileIdFromRequest: (_req, last) => (last && ID_RE.test(last) ? last : undefined),
       onUploadCreate: (req, upload) => this.#onCreate(req, upload),
       onUploadFinish: (req, upload) => this.#onFinish(req, upload),
-      onResponseError: (_req, error) =>
-        isAppError(error) ? { status_code: error.status, body: encodeError(error) } : undefined,
+      onResponseError: (_req, error) => {
+        if (isAppError(error)) return { status_code: error.status, body: encodeError(error) };
+        // tus's own protocol errors carry a status; anything else is a failure of ours or the store's.
+        if (!('status_code' in error) || error.status_code >= 500) deps.logger.error({ err: error }, 'resumable upload failed');
+        return undefined;
+      },
       ...(deps.locker ? { locker: deps.locker } : {}),
     };
     this.server = new Server(options);
