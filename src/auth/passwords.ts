@@ -57,12 +57,10 @@ function argon2Params(hash: string): Argon2Params | null {
   }
 }
 
+/** The cost field of a modular-crypt bcrypt string: `$2y$12$…`. */
 function bcryptCost(hash: string): number | null {
-  try {
-    return bcrypt.parseOptions(hash).cost;
-  } catch {
-    return null;
-  }
+  const match = /^\$2[aby]\$(\d{2})\$[./A-Za-z0-9]{53}$/.exec(hash);
+  return match ? Number(match[1]) : null;
 }
 
 /** Whether a stored hash is one this server will verify (known scheme, parseable, sane cost). */
