@@ -11,6 +11,8 @@ import { PasswordHasher } from './auth/passwords.ts';
 const SHUTDOWN_GRACE_MS = 30_000;
 
 async function main(): Promise<void> {
+  // Everything the server writes (database, blobs, keys, spools) is for its own user only.
+  process.umask(0o077);
   // Real environment variables win over .env: loadEnvFile never overwrites what is set.
   if (fs.existsSync('.env')) process.loadEnvFile('.env');
   let config;
@@ -45,7 +47,8 @@ async function main(): Promise<void> {
 
   const services = await createServices(config, logger);
   const app = await buildApp(services, logger);
-  if (!config.clamd) logger.warn('malware scanning is OFF (STOWAGE_CLAMD is not set): uploads are stored unscanned');
+  if (!config.clamd)
+    logger.warn('malware scanning is OFF (STOWAGE_CLAMD is not set): uploads are stored unscanned');
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -57,6 +60,10 @@ async function main(): Promise<void> {
       process.exit(1);
     }, SHUTDOWN_GRACE_MS);
     force.unref();
+    // A keep-alive connection that goes idle after its last response would otherwise hold the
+    // server open until its keep-alive timeout: close each one as soon as it is idle.
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+    sweep.unref();
     app
       .close()
       .then(() => services.close())
