@@ -3,7 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { Logger } from 'pino';
 import type { Services } from './services.ts';
 import { AppError } from './errors.ts';
-import { installErrorHandling } from './http/error-handler.ts';
+import { handleFrameworkError, installErrorHandling } from './http/error-handler.ts';
 import { installValidators } from './http/validation.ts';
 import { registerSecurity, requestId } from './http/plugins/security.ts';
 import { registerMetrics } from './http/plugins/metrics.ts';
@@ -38,7 +38,10 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     bodyLimit: JSON_BODY_LIMIT,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    return503OnClosing: true,
+    // Requests still arriving on open connections during shutdown are served, not answered with
+    // Fastify's own 503 body (which is not in the contract's shape).
+    return503OnClosing: false,
+    frameworkErrors: handleFrameworkError,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 256 },
   });

@@ -134,7 +134,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
         statementTimeoutMs: int('STOWAGE_DATABASE_STATEMENT_TIMEOUT_MS', 15_000, 0),
       };
     } else if (dbUrl.startsWith('sqlite:')) {
-      database = { kind: 'sqlite', file: path.resolve(cwd, dbUrl.slice('sqlite:'.length).replace(/^\/\//, '')) };
+      database = {
+        kind: 'sqlite',
+        file: path.resolve(cwd, dbUrl.slice('sqlite:'.length).replace(/^\/\//, '')),
+      };
     } else {
       problems.push('STOWAGE_DATABASE_URL: must start with postgres:// or sqlite:');
     }
@@ -167,31 +170,43 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     problems.push('STOWAGE_REDIS_URL: must start with redis:// or rediss://');
   }
   const clamd = get('STOWAGE_CLAMD');
-  if (clamd !== undefined && !/^(tcp:\/\/[^/:]+:\d{1,5}\/?|unix:.+)$/.test(clamd)) {
+  const clamdPort = /^tcp:\/\/[^/:]+:(\d{1,5})\/?$/.exec(clamd ?? '')?.[1];
+  const clamdOk = clamdPort !== undefined ? Number(clamdPort) <= 65535 : /^unix:.+$/.test(clamd ?? '');
+  if (clamd !== undefined && !clamdOk) {
     problems.push('STOWAGE_CLAMD: must be tcp://HOST:PORT or unix:/path/to/clamd.sock');
   }
 
-  const allowedTypes = get('STOWAGE_ALLOWED_TYPES') === undefined ? DEFAULT_ALLOWED_TYPES : list('STOWAGE_ALLOWED_TYPES');
+  const allowedTypes =
+    get('STOWAGE_ALLOWED_TYPES') === undefined ? DEFAULT_ALLOWED_TYPES : list('STOWAGE_ALLOWED_TYPES');
   const badTypes = allowedTypes.filter((t) => !MIME_RE.test(t.toLowerCase()));
   if (badTypes.length > 0) problems.push(`STOWAGE_ALLOWED_TYPES: not MIME types: ${badTypes.join(', ')}`);
 
   const corsOrigins = list('STOWAGE_CORS_ORIGINS');
   for (const origin of corsOrigins) {
-    if (origin === '*' || !URL.canParse(origin) || new URL(origin).origin !== origin) {
-      problems.push(`STOWAGE_CORS_ORIGINS: not an exact origin like https://app.example.com: ${JSON.stringify(origin)}`);
+    // Origins are compared exactly; a wildcard pattern would silently never match.
+    if (origin.includes('*') || !URL.canParse(origin) || new URL(origin).origin !== origin) {
+      problems.push(
+        `STOWAGE_CORS_ORIGINS: not an exact origin like https://app.example.com: ${JSON.stringify(origin)}`,
+      );
     }
   }
   const trustRaw = get('STOWAGE_TRUST_PROXY');
   const trustProxy = trustRaw === undefined ? undefined : list('STOWAGE_TRUST_PROXY');
   for (const entry of trustProxy ?? []) {
-    const [addr, bits] = entry.split('/');
-    if (net.isIP(addr ?? '') === 0 || (bits !== undefined && !/^\d{1,3}$/.test(bits))) {
+    const [addr, bits, ...rest] = entry.split('/');
+    const family = net.isIP(addr ?? '');
+    if (
+      family === 0 ||
+      rest.length > 0 ||
+      (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128)))
+    ) {
       problems.push(`STOWAGE_TRUST_PROXY: not an address or CIDR range: ${JSON.stringify(entry)}`);
     }
   }
 
   const logLevel = get('STOWAGE_LOG_LEVEL') ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) problems.push(`STOWAGE_LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel))
+    problems.push(`STOWAGE_LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}`);
 
   const sizesRaw = list('STOWAGE_THUMBNAIL_SIZES');
   const thumbnailSizes = sizesRaw.length === 0 ? [256, 512, 1024] : sizesRaw.map(Number);
@@ -218,8 +233,14 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     corsOrigins,
     trustProxy,
     logLevel,
-    jwtKeyFile: path.resolve(cwd, get('STOWAGE_JWT_KEY_FILE') ?? path.join(dataDir, 'keys', 'jwt-ed25519.pem')),
-    linkKeyFile: path.resolve(cwd, get('STOWAGE_LINK_KEY_FILE') ?? path.join(dataDir, 'keys', 'link-hmac.key')),
+    jwtKeyFile: path.resolve(
+      cwd,
+      get('STOWAGE_JWT_KEY_FILE') ?? path.join(dataDir, 'keys', 'jwt-ed25519.pem'),
+    ),
+    linkKeyFile: path.resolve(
+      cwd,
+      get('STOWAGE_LINK_KEY_FILE') ?? path.join(dataDir, 'keys', 'link-hmac.key'),
+    ),
     thumbnailSizes,
     userRateLimit: int('STOWAGE_RATE_LIMIT_PER_MINUTE', 1200, 0),
     loginAddressLimit: int('STOWAGE_LOGIN_ADDRESS_LIMIT', 50, 1),

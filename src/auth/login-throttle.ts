@@ -19,20 +19,24 @@ export class LoginThrottle {
     this.#addressLimit = addressLimit;
   }
 
+  /**
+   * Call before checking the password; throws RATE_LIMITED when locked out. The attempt is counted
+   * against the username and address here, before the (slow) password check, not after it: else
+   * parallel guesses would all pass this check before the first failure was recorded (so at most 5
+   * attempts for one username from one address run at once). A success resets that count
+   * (recordSuccess); an attempt that ends in neither (e.g. the hasher is overloaded) counts as a
+   * failure.
+   */
   async check(username: string, ip: string): Promise<void> {
-    const [pair, address] = await Promise.all([
-      this.#store.get(pairKey(username, ip)),
-      this.#store.get(addressKey(ip)),
-    ]);
-    if (pair && pair.count >= PER_USER_AND_ADDRESS) throw limited(pair);
+    const address = await this.#store.get(addressKey(ip));
     if (address && address.count >= this.#addressLimit) throw limited(address);
+    const pair = await this.#store.increment(pairKey(username, ip), WINDOW_MS);
+    if (pair.count > PER_USER_AND_ADDRESS) throw limited(pair);
   }
 
-  async recordFailure(username: string, ip: string): Promise<void> {
-    await Promise.all([
-      this.#store.increment(pairKey(username, ip), WINDOW_MS),
-      this.#store.increment(addressKey(ip), WINDOW_MS),
-    ]);
+  /** After a wrong password: counts against the address (the pair was counted by check). */
+  async recordFailure(_username: string, ip: string): Promise<void> {
+    await this.#store.increment(addressKey(ip), WINDOW_MS);
   }
 
   async recordSuccess(username: string, ip: string): Promise<void> {

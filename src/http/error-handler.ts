@@ -30,6 +30,23 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((_request, reply) => sendError(reply, new AppError('NOT_FOUND', 'No such route.')));
 }
 
+/**
+ * For Fastify's `frameworkErrors` option: errors raised before routing (a malformed URL, a path
+ * parameter over maxParamLength) never reach the error handler or the hooks, so without this they
+ * would answer in Fastify's own shape, without a request id or nosniff.
+ */
+export function handleFrameworkError(
+  error: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
+  void reply
+    .header('X-Content-Type-Options', 'nosniff')
+    .header('X-Request-Id', request.id)
+    .header('Cache-Control', 'no-store');
+  return sendError(reply, toAppError(error));
+}
+
 export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
   if (error.code === 'UNAUTHENTICATED' && !error.headers['WWW-Authenticate']) {
     void reply.header('WWW-Authenticate', 'Bearer');
@@ -85,6 +102,7 @@ const FRAMEWORK_CODES: Record<string, ErrorCode> = {
   FST_FIELDS_LIMIT: 'BAD_REQUEST',
   FST_PROTO_VIOLATION: 'BAD_REQUEST',
   FST_ERR_BAD_URL: 'BAD_REQUEST',
+  FST_ERR_MAX_PARAM_LENGTH: 'BAD_REQUEST',
   FST_ERR_ASYNC_CONSTRAINT: 'BAD_REQUEST',
 };
 

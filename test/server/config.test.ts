@@ -1,0 +1,214 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const CWD = '/srv/stowage';
+
+/** The problems loadConfig reports for `env`, or [] when it accepts it. */
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env, CWD);
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+}
+
+/** Asserts that `env` is refused with exactly one problem line, naming `variable`. */
+function expectRefused(env: Record<string, string>, variable: string): void {
+  const found = problems(env);
+  expect(found, JSON.stringify(env)).toHaveLength(1);
+  expect(found[0]).toMatch(new RegExp(`^${variable}\\b`));
+  expect(found[0]).not.toContain('\n');
+}
+
+describe('defaults', () => {
+  it('match the contract table', () => {
+    const config = loadConfig({}, CWD);
+    const dataDir = path.join(CWD, 'data');
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      dataDir,
+      usersFile: path.join(dataDir, 'users'),
+      database: { kind: 'sqlite' },
+      storage: { kind: 'local' },
+      redisUrl: undefined,
+      clamd: undefined,
+      maxUploadBytes: 2_147_483_648,
+      quotaBytes: null,
+      accessTokenTtl: 900,
+      refreshTokenTtl: 2_592_000,
+      linkMaxTtl: 86_400,
+      corsOrigins: [],
+      trustProxy: undefined,
+      logLevel: 'info',
+    });
+    // SQLite and local blobs live in the data dir.
+    if (config.database.kind !== 'sqlite' || config.storage.kind !== 'local') throw new Error('unreachable');
+    expect(path.dirname(config.database.file)).toBe(dataDir);
+    expect(config.storage.dir.startsWith(dataDir + path.sep)).toBe(true);
+  });
+
+  it('allow the contract’s media types and no HTML, SVG, script or executable', () => {
+    const { allowedTypes } = loadConfig({}, CWD);
+    for (const type of [
+      'image/jpeg',
+      'image/png',
+      'image/gif',
+      'image/webp',
+      'image/avif',
+      'image/heic',
+      'image/heif',
+      'image/tiff',
+      'video/mp4',
+      'video/quicktime',
+      'video/webm',
+      'audio/mpeg',
+      'audio/ogg',
+      'audio/wav',
+      'audio/flac',
+      'application/pdf',
+    ]) {
+      expect(allowedTypes).toContain(type);
+    }
+    expect(allowedTypes.some((t) => /matroska/.test(t))).toBe(true);
+    expect(allowedTypes.some((t) => /opus/.test(t))).toBe(true);
+    expect(allowedTypes.some((t) => /m4a|aac|audio\/mp4/.test(t))).toBe(true);
+    for (const type of allowedTypes) {
+      expect(type).not.toMatch(/html|svg|xml|javascript|ecmascript|x-msdownload|executable|x-sh|\*/);
+    }
+  });
+
+  it('treat empty variables as unset and resolve relative paths against the working directory', () => {
+    const config = loadConfig(
+      { STOWAGE_PORT: '', STOWAGE_DATA_DIR: 'var/media', STOWAGE_USERS_FILE: '../users' },
+      CWD,
+    );
+    expect(config.port).toBe(8080);
+    expect(config.dataDir).toBe(path.join(CWD, 'var/media'));
+    expect(config.usersFile).toBe(path.resolve(CWD, '../users'));
+  });
+});
+
+describe('accepted values', () => {
+  it('reads each variable', () => {
+    const config = loadConfig(
+      {
+        STOWAGE_HOST: '0.0.0.0',
+        STOWAGE_PORT: '9000',
+        STOWAGE_DATABASE_URL: 'postgresql://u:p@db:5432/stowage',
+        STOWAGE_STORAGE: 's3',
+        STOWAGE_S3_BUCKET: 'media',
+        STOWAGE_S3_ENDPOINT: 'http://minio:9000',
+        STOWAGE_S3_FORCE_PATH_STYLE: 'true',
+        STOWAGE_REDIS_URL: 'redis://cache:6379',
+        STOWAGE_CLAMD: 'tcp://clamd:3310',
+        STOWAGE_MAX_UPLOAD_BYTES: '1000',
+        STOWAGE_ALLOWED_TYPES: 'image/*, application/pdf',
+        STOWAGE_QUOTA_BYTES: '5000',
+        STOWAGE_CORS_ORIGINS: 'https://app.example.com,http://localhost:5173',
+        STOWAGE_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1, fd00::/8',
+        STOWAGE_LOG_LEVEL: 'debug',
+      },
+      CWD,
+    );
+    expect(config).toMatchObject({
+      host: '0.0.0.0',
+      port: 9000,
+      database: { kind: 'postgres', url: 'postgresql://u:p@db:5432/stowage' },
+      storage: { kind: 's3', bucket: 'media', endpoint: 'http://minio:9000', forcePathStyle: true },
+      redisUrl: 'redis://cache:6379',
+      clamd: 'tcp://clamd:3310',
+      maxUploadBytes: 1000,
+      allowedTypes: ['image/*', 'application/pdf'],
+      quotaBytes: 5000,
+      corsOrigins: ['https://app.example.com', 'http://localhost:5173'],
+      trustProxy: ['10.0.0.0/8', '127.0.0.1', 'fd00::/8'],
+      logLevel: 'debug',
+    });
+    expect(loadConfig({ STOWAGE_CLAMD: 'unix:/run/clamav/clamd.ctl' }, CWD).clamd).toBe(
+      'unix:/run/clamav/clamd.ctl',
+    );
+  });
+});
+
+describe('invalid values are refused, naming the variable', () => {
+  it.each(['abc', '-1', '65536', '80.5', '8080x', '0x50'])('STOWAGE_PORT=%s', (value) => {
+    expectRefused({ STOWAGE_PORT: value }, 'STOWAGE_PORT');
+  });
+
+  it.each(['maybe', '2', 'yes please'])('a boolean: STOWAGE_S3_FORCE_PATH_STYLE=%s', (value) => {
+    expectRefused(
+      { STOWAGE_STORAGE: 's3', STOWAGE_S3_BUCKET: 'b', STOWAGE_S3_FORCE_PATH_STYLE: value },
+      'STOWAGE_S3_FORCE_PATH_STYLE',
+    );
+  });
+
+  it.each(['mysql://db/stowage', 'postgres:/db', 'http://db:5432', 'stowage.db'])(
+    'STOWAGE_DATABASE_URL=%s',
+    (value) => {
+      expectRefused({ STOWAGE_DATABASE_URL: value }, 'STOWAGE_DATABASE_URL');
+    },
+  );
+
+  it('s3 without a bucket, and unknown storage kinds', () => {
+    expectRefused({ STOWAGE_STORAGE: 's3' }, 'STOWAGE_S3_BUCKET');
+    expectRefused({ STOWAGE_STORAGE: 'ftp' }, 'STOWAGE_STORAGE');
+  });
+
+  it.each([
+    'clamd:3310',
+    'tcp://clamd',
+    'http://clamd:3310',
+    'tcp://clamd:port',
+    'tcp://clamd:99999',
+    'unix:',
+  ])('STOWAGE_CLAMD=%s', (value) => {
+    expectRefused({ STOWAGE_CLAMD: value }, 'STOWAGE_CLAMD');
+  });
+
+  it.each([
+    '*',
+    'https://app.example.com/path',
+    'https://app.example.com/',
+    'app.example.com',
+    'https://*.example.com',
+  ])('STOWAGE_CORS_ORIGINS=%s', (value) => {
+    expectRefused({ STOWAGE_CORS_ORIGINS: value }, 'STOWAGE_CORS_ORIGINS');
+  });
+
+  it.each(['verbose', 'INFO ', 'warning'])('STOWAGE_LOG_LEVEL=%s', (value) => {
+    expectRefused({ STOWAGE_LOG_LEVEL: value }, 'STOWAGE_LOG_LEVEL');
+  });
+
+  it.each(['jpeg', 'image/', 'image/jpeg;q=1', '*/*', 'image/jpeg,text'])(
+    'STOWAGE_ALLOWED_TYPES=%s',
+    (value) => {
+      expectRefused({ STOWAGE_ALLOWED_TYPES: value }, 'STOWAGE_ALLOWED_TYPES');
+    },
+  );
+
+  it('other variables: redis url, proxy list, sizes and TTLs', () => {
+    expectRefused({ STOWAGE_REDIS_URL: 'cache:6379' }, 'STOWAGE_REDIS_URL');
+    for (const proxy of ['my-proxy', '10.0.0.0/33', '::1/129', '10.0.0.0/8/8', '10.0.0.0/x']) {
+      expectRefused({ STOWAGE_TRUST_PROXY: proxy }, 'STOWAGE_TRUST_PROXY');
+    }
+    expectRefused({ STOWAGE_MAX_UPLOAD_BYTES: '2GB' }, 'STOWAGE_MAX_UPLOAD_BYTES');
+    expectRefused({ STOWAGE_QUOTA_BYTES: '-5' }, 'STOWAGE_QUOTA_BYTES');
+    expectRefused({ STOWAGE_ACCESS_TOKEN_TTL: '15m' }, 'STOWAGE_ACCESS_TOKEN_TTL');
+    expectRefused({ STOWAGE_REFRESH_TOKEN_TTL: 'forever' }, 'STOWAGE_REFRESH_TOKEN_TTL');
+    expectRefused({ STOWAGE_LINK_MAX_TTL: '0' }, 'STOWAGE_LINK_MAX_TTL');
+  });
+
+  it('reports every bad variable at once, one line each', () => {
+    const found = problems({ STOWAGE_PORT: 'abc', STOWAGE_LOG_LEVEL: 'loud', STOWAGE_CORS_ORIGINS: '*' });
+    expect(found).toHaveLength(3);
+    expect(found.map((p) => p.split(':')[0]).sort()).toEqual([
+      'STOWAGE_CORS_ORIGINS',
+      'STOWAGE_LOG_LEVEL',
+      'STOWAGE_PORT',
+    ]);
+  });
+});
