@@ -68,7 +68,11 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     await publicAuthRoutes(open, authDeps);
     const contentDeps = { auth: authDeps, media: services.media, storage: services.storage };
     await contentRoutes(open, contentDeps);
-    await thumbnailRoutes(open, { ...contentDeps, thumbnails: services.thumbnails, sizes: config.thumbnailSizes });
+    await thumbnailRoutes(open, {
+      ...contentDeps,
+      thumbnails: services.thumbnails,
+      sizes: config.thumbnailSizes,
+    });
     await tusDiscoveryRoutes(open, services.tus);
   });
 
@@ -94,7 +98,11 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     await registerMultipart(secured, config.maxUploadBytes);
     await secured.register(async (items) => {
       jsonEtags(items);
-      await mediaRoutes(items, { media: services.media, ingest: services.ingest, linkMaxTtl: config.linkMaxTtl });
+      await mediaRoutes(items, {
+        media: services.media,
+        ingest: services.ingest,
+        linkMaxTtl: config.linkMaxTtl,
+      });
     });
     await tusRoutes(secured, services.tus);
   });
