@@ -72,7 +72,8 @@ export async function tusRoutes(app: FastifyInstance, tus: TusUploads): Promise<
       description,
       summary: 'Offset (HEAD), append bytes (PATCH) or terminate (DELETE) an upload',
       security: [{ bearer: [] }],
-      params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+      // Ids are opaque: one that cannot exist is simply no upload (404 from assertOwner), not a 400.
+      params: Type.Object({ id: Type.String({ maxLength: 256 }) }),
     },
     handler: async (request, reply) => {
       const owner = callerOf(request).username;
@@ -82,10 +83,17 @@ export async function tusRoutes(app: FastifyInstance, tus: TusUploads): Promise<
   });
 }
 
+/**
+ * With CORS on, @fastify/cors answers every OPTIONS request itself and refuses one without Origin
+ * as an invalid preflight (a 400 in plain text). On these routes it only adds its headers, so a
+ * browser's preflight still works and a tus client's discovery request gets tus's answer.
+ */
+const DISCOVERY_CONFIG = { cors: { strictPreflight: false, preflightContinue: true } };
+
 /** Capability discovery (OPTIONS) needs no credentials, so browsers' preflights and clients work. */
 export async function tusDiscoveryRoutes(app: FastifyInstance, tus: TusUploads): Promise<void> {
   for (const url of [TUS_PATH, `${TUS_PATH}/:id`]) {
-    app.options(url, { schema: { hide: true } }, async (request, reply) =>
+    app.options(url, { schema: { hide: true }, config: DISCOVERY_CONFIG }, async (request, reply) =>
       send(reply, await tus.handle(request.raw, '')),
     );
   }

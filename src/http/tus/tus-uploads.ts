@@ -33,6 +33,8 @@ const KNOWN_METADATA = ['filename', 'filetype', 'visibility', 'tags'];
 interface RequestState {
   owner: string;
   sniffer?: HeadSniffer;
+  /** The upload this request created (a refused creation-with-upload answers without Location). */
+  created?: string;
   /** The upload this request completed and stored; its tus copy goes once tus has answered. */
   finished?: string;
 }
@@ -47,6 +49,12 @@ export class TusUploads {
   readonly server: Server;
   readonly #deps: TusDeps;
   readonly #requests = new WeakMap<Request, RequestState>();
+  /**
+   * Uploads being stored, until their tus copy is gone. tus releases its lock before the finish
+   * hook runs, so without this a second request at the final offset (an empty PATCH, a retry)
+   * would run the ingest again and store the file twice.
+   */
+  readonly #finishing = new Set<string>();
 
   constructor(deps: TusDeps) {
     this.#deps = deps;
@@ -62,7 +70,8 @@ export class TusUploads {
       onResponseError: (_req, error) => {
         if (isAppError(error)) return { status_code: error.status, body: encodeError(error) };
         // tus's own protocol errors carry a status; anything else is a failure of ours or the store's.
-        if (!('status_code' in error) || error.status_code >= 500) deps.logger.error({ err: error }, 'resumable upload failed');
+        if (!('status_code' in error) || error.status_code >= 500)
+          deps.logger.error({ err: error }, 'resumable upload failed');
         return undefined;
       },
       ...(deps.locker ? { locker: deps.locker } : {}),
@@ -85,11 +94,15 @@ export class TusUploads {
       ...this.#body(raw, method, state),
     });
     this.#requests.set(request, state);
-    const response = await this.server.handleWeb(request);
-    if (state.finished) await this.#removeFinished(state.finished);
+    let response: Response;
+    try {
+      response = await this.server.handleWeb(request);
+    } finally {
+      if (state.finished) await this.#removeFinished(state.finished);
+    }
     const rejected = state.sniffer?.rejection;
     if (rejected) {
-      const id = uploadIdOf(response, raw.url);
+      const id = state.created ?? uploadIdOf(response, raw.url);
       if (id) await this.#discard(id);
       return errorResponse(rejected);
     }
@@ -143,11 +156,16 @@ export class TusUploads {
     parseTagList(metadata.tags ?? '');
     const expiresAt = Date.now() + this.#deps.expirySeconds * 1000;
     await this.#deps.repo.reserve(upload.id, state.owner, upload.size, expiresAt, this.#deps.quotaBytes);
+    state.created = upload.id;
     return { metadata };
   }
 
   async #onFinish(req: Request, upload: Upload): Promise<{ headers: Record<string, string> }> {
     const state = this.#state(req);
+    if (this.#finishing.has(upload.id)) {
+      throw new AppError('CONFLICT', 'This upload is already being completed.');
+    }
+    this.#finishing.add(upload.id);
     const metadata = upload.metadata ?? {};
     try {
       const staged = await this.#deps.ingest.receive({
@@ -167,6 +185,7 @@ export class TusUploads {
       return { headers: { 'Media-Id': item.id } };
     } catch (error) {
       await this.#discard(upload.id);
+      this.#finishing.delete(upload.id);
       throw error;
     }
   }
@@ -175,6 +194,7 @@ export class TusUploads {
     await this.#deps.datastore.remove(id).catch((error: unknown) => {
       this.#deps.logger.warn({ err: error, upload: id }, 'could not remove a finished tus upload');
     });
+    this.#finishing.delete(id);
   }
 
   async #discard(id: string): Promise<void> {
