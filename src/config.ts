@@ -48,6 +48,9 @@ export interface Config {
   loginAddressLimit: number;
   /** How long an unfinished tus upload is kept, seconds. */
   uploadExpiry: number;
+  /** Images decoded at once, and requests allowed to wait for a slot (past that: 503). */
+  imageConcurrency: number;
+  imageQueue: number;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -245,6 +248,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     userRateLimit: int('STOWAGE_RATE_LIMIT_PER_MINUTE', 1200, 0),
     loginAddressLimit: int('STOWAGE_LOGIN_ADDRESS_LIMIT', 50, 1),
     uploadExpiry: int('STOWAGE_UPLOAD_EXPIRY', 86_400, 60),
+    imageConcurrency: int('STOWAGE_IMAGE_CONCURRENCY', 2, 1, 64),
+    imageQueue: int('STOWAGE_IMAGE_QUEUE', 32, 0, 10_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -111,13 +111,18 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
 
     const tokens = new AccessTokens(await loadSigningKey(config.jwtKeyFile), config.accessTokenTtl);
     const metrics = new Metrics();
+    const spoolDir = path.join(config.dataDir, 'tmp');
+    await fs.mkdir(spoolDir, { recursive: true, mode: 0o700 });
     const storage = await createBlobStore(config.storage);
     closers.push(() => Promise.resolve(storage.close?.()));
     const scanner: Scanner = config.clamd ? new ClamdScanner({ url: config.clamd }) : new DisabledScanner();
-    const images = await ImageProcessor.create();
+    const images = await ImageProcessor.create({
+      concurrency: config.imageConcurrency,
+      maxQueue: config.imageQueue,
+      tempDir: spoolDir,
+    });
+    if (!images.heifDecoder) logger.warn('heif-dec not found: HEIC/HEIF uploads are accepted but get no thumbnails');
     const repo = new MediaRepo(database.db, database.dialect);
-    const spoolDir = path.join(config.dataDir, 'tmp');
-    await fs.mkdir(spoolDir, { recursive: true, mode: 0o700 });
     const ingest = new Ingest({
       storage,
       scanner,
