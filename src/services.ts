@@ -121,7 +121,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       maxQueue: config.imageQueue,
       tempDir: spoolDir,
     });
-    if (!images.heifDecoder) logger.warn('heif-dec not found: HEIC/HEIF uploads are accepted but get no thumbnails');
+    if (!images.heifDecoder)
+      logger.warn('heif-dec not found: HEIC/HEIF uploads are accepted but get no thumbnails');
     const repo = new MediaRepo(database.db, database.dialect);
     const ingest = new Ingest({
       storage,

@@ -19,7 +19,11 @@ const migrations: Record<string, Migration> = {
         .addColumn('user_agent', 'text')
         .addColumn('ip', 'text')
         .execute();
-      await db.schema.createIndex('sessions_username').on('sessions').columns(['username', 'expires_at']).execute();
+      await db.schema
+        .createIndex('sessions_username')
+        .on('sessions')
+        .columns(['username', 'expires_at'])
+        .execute();
       await db.schema
         .createTable('refresh_tokens')
         .addColumn('token_hash', 'text', (c) => c.primaryKey())
@@ -27,7 +31,11 @@ const migrations: Record<string, Migration> = {
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('used_at', 'bigint')
         .execute();
-      await db.schema.createIndex('refresh_tokens_session').on('refresh_tokens').column('session_id').execute();
+      await db.schema
+        .createIndex('refresh_tokens_session')
+        .on('refresh_tokens')
+        .column('session_id')
+        .execute();
     },
   },
   '0002_media': {
@@ -56,7 +64,11 @@ const migrations: Record<string, Migration> = {
         ['media_owner_kind_created', ['owner', 'kind', 'created_at', 'id']],
         ['media_created', ['created_at', 'id']],
       ] as const) {
-        await db.schema.createIndex(name).on('media').columns([...cols]).execute();
+        await db.schema
+          .createIndex(name)
+          .on('media')
+          .columns([...cols])
+          .execute();
       }
       await db.schema
         .createTable('media_tags')
@@ -65,7 +77,11 @@ const migrations: Record<string, Migration> = {
         .addColumn('tag', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('media_tags_pk', ['media_id', 'tag'])
         .execute();
-      await db.schema.createIndex('media_tags_owner_tag').on('media_tags').columns(['owner', 'tag']).execute();
+      await db.schema
+        .createIndex('media_tags_owner_tag')
+        .on('media_tags')
+        .columns(['owner', 'tag'])
+        .execute();
       await db.schema
         .createTable('usage')
         .addColumn('username', 'text', (c) => c.primaryKey())

@@ -1,5 +1,3 @@
-
-
 /** Times are stored as integer milliseconds since the epoch in both dialects. */
 export interface SessionsTable {
   id: string;

@@ -53,11 +53,23 @@ export function decideRange(size: number, v: Validators, c: RequestConditions): 
       : !Number.isNaN(Date.parse(ir)) && Math.floor(Date.parse(ir) / 1000) === seconds(v.lastModified);
     if (!matches) return { kind: 'full' };
   }
-  if (c.range.length > 1024) return { kind: 'full' };
+  if (c.range.length > 1024 || hasReversedSpec(c.range)) return { kind: 'full' };
   const parsed = rangeParser(size, c.range, { combine: true });
   if (parsed === -1) return { kind: 'unsatisfiable' };
   if (parsed === -2 || parsed.type !== 'bytes' || parsed.length !== 1) return { kind: 'full' };
   const [range] = parsed;
   if (!range) return { kind: 'full' };
   return { kind: 'partial', start: range.start, end: range.end };
+}
+
+/**
+ * RFC 9110 §14.1.1: a byte-range-spec whose last-pos is below its first-pos ("bytes=5-2") makes
+ * the whole header invalid, to be ignored; range-parser would call it unsatisfiable (416) instead.
+ */
+function hasReversedSpec(range: string): boolean {
+  const specs = range.slice(range.indexOf('=') + 1).split(',');
+  return specs.some((spec) => {
+    const match = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(spec);
+    return match !== null && BigInt(match[2]!) < BigInt(match[1]!);
+  });
 }

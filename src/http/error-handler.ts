@@ -35,29 +35,24 @@ export function installErrorHandling(app: FastifyInstance): void {
  * parameter over maxParamLength) never reach the error handler or the hooks, so without this they
  * would answer in Fastify's own shape, without a request id or nosniff.
  */
-export function handleFrameworkError(
-  error: unknown,
-  request: FastifyRequest,
-  reply: FastifyReply,
-): FastifyReply {
+export function handleFrameworkError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
   void reply
     .header('X-Content-Type-Options', 'nosniff')
     .header('X-Request-Id', request.id)
     .header('Cache-Control', 'no-store');
-  return sendError(reply, toAppError(error));
+  void sendError(reply, toAppError(error));
 }
 
 export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
+  // A failed request must not leave a half-set content response behind (e.g. Content-Disposition);
+  // the error's own headers (a 416's Content-Range, Retry-After) are applied after this cleanup.
+  for (const name of ['content-disposition', 'content-length', 'content-range', 'etag', 'last-modified']) {
+    void reply.removeHeader(name);
+  }
   if (error.code === 'UNAUTHENTICATED' && !error.headers['WWW-Authenticate']) {
     void reply.header('WWW-Authenticate', 'Bearer');
   }
   for (const [name, value] of Object.entries(error.headers)) void reply.header(name, value);
-  // A failed request must not leave a half-set content response behind (e.g. Content-Disposition).
-  void reply.removeHeader('content-disposition');
-  void reply.removeHeader('content-length');
-  void reply.removeHeader('content-range');
-  void reply.removeHeader('etag');
-  void reply.removeHeader('last-modified');
   return reply.code(error.status).type('application/json; charset=utf-8').send(errorBody(error));
 }
 

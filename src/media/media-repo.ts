@@ -148,8 +148,13 @@ export class MediaRepo {
       q = q.where('id', 'in', tagged);
     }
     if (query.q) {
-      const pattern = `%${query.q.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      q = q.where(sql<boolean>`lower(filename) like ${pattern} escape '\\'`);
+      const needle = query.q.normalize('NFC');
+      if (this.#dialect === 'sqlite') {
+        q = q.where(sql<boolean>`filename glob ${caseInsensitiveGlob(needle)}`);
+      } else {
+        const pattern = `%${needle.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+        q = q.where(sql<boolean>`lower(filename) like ${pattern} escape '\\'`);
+      }
     }
     if (query.after) {
       const { value, id } = query.after;
@@ -212,6 +217,20 @@ export class MediaRepo {
   get dialect(): 'sqlite' | 'postgres' {
     return this.#dialect;
   }
+}
+
+/**
+ * A GLOB pattern matching `needle` anywhere, in any letter case. SQLite's lower() and LIKE fold
+ * ASCII letters only ("über" would not find "Über.pdf"), so every letter becomes a class of its
+ * one-character case forms ("[üÜ]"), and GLOB's own wildcards are taken literally ("[*]").
+ */
+function caseInsensitiveGlob(needle: string): string {
+  let pattern = '*';
+  for (const ch of needle) {
+    const forms = new Set([ch, ch.toLowerCase(), ch.toUpperCase()].filter((f) => Array.from(f).length === 1));
+    pattern += forms.size > 1 || '*?['.includes(ch) ? `[${[...forms].join('')}]` : ch;
+  }
+  return `${pattern}*`;
 }
 
 async function lockUsage(

@@ -149,8 +149,10 @@ export class MediaService {
     expiresIn: number,
   ): Promise<{ token: string; expiresAt: number }> {
     await this.getFor(caller, id);
-    const expiresAt = Date.now() + expiresIn * 1000;
-    return { token: this.#links.sign({ m: id, e: Math.floor(expiresAt / 1000) }), expiresAt };
+    // Whole seconds in the token, rounded up: the link lives at least `expiresIn` seconds and
+    // dies exactly at the expiresAt the client is told (never up to a second before it).
+    const expiresAtSeconds = Math.ceil((Date.now() + expiresIn * 1000) / 1000);
+    return { token: this.#links.sign({ m: id, e: expiresAtSeconds }), expiresAt: expiresAtSeconds * 1000 };
   }
 
   /** Throws 401 unless `token` is an unexpired link for exactly this item. */

@@ -22,8 +22,10 @@ export class Signer {
     const dot = token.indexOf('.');
     if (dot <= 0) return null;
     const body = token.slice(0, dot);
-    const given = Buffer.from(token.slice(dot + 1), 'base64url');
-    const expected = Buffer.from(this.#mac(body), 'base64url');
+    // The MAC is compared as the exact text it was issued as: decoding first would accept other
+    // spellings of it (base64url's unused trailing bits), i.e. tokens that were never issued.
+    const given = Buffer.from(token.slice(dot + 1));
+    const expected = Buffer.from(this.#mac(body));
     if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) return null;
     try {
       return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as unknown;

@@ -40,7 +40,9 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-test-'));
   const config = loadConfig({ STOWAGE_DATA_DIR: dir, STOWAGE_LOG_LEVEL: 'silent', ...env });
   await fs.mkdir(path.dirname(config.usersFile), { recursive: true });
-  await fs.writeFile(config.usersFile, await defaultUsersFile(), { mode: 0o600, flag: 'wx' }).catch(() => undefined);
+  await fs
+    .writeFile(config.usersFile, await defaultUsersFile(), { mode: 0o600, flag: 'wx' })
+    .catch(() => undefined);
   const logger = pino({ level: config.logLevel });
   const services = await createServices(config, logger);
   const app = await buildApp(services, logger);

@@ -168,12 +168,10 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
         id,
         request.body.expiresIn ?? 3600,
       );
-      return reply
-        .code(201)
-        .send({
-          url: `/api/media/${id}/content?token=${encodeURIComponent(token)}`,
-          expiresAt: new Date(expiresAt).toISOString(),
-        });
+      return reply.code(201).send({
+        url: `/api/media/${id}/content?token=${encodeURIComponent(token)}`,
+        expiresAt: new Date(expiresAt).toISOString(),
+      });
     },
   );
 }

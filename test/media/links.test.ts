@@ -1,0 +1,176 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import {
+  expectError,
+  pdf,
+  startMediaApp,
+  type MediaApp,
+  type MediaItem,
+  type User,
+} from './media-helpers.ts';
+
+const MAX_TTL = 7200;
+
+let app: MediaApp;
+let a: MediaItem;
+let b: MediaItem;
+
+beforeAll(async () => {
+  app = await startMediaApp({ STOWAGE_LINK_MAX_TTL: String(MAX_TTL) });
+  a = await app.uploadFile(pdf(1, 'item a'), 'a.pdf');
+  b = await app.uploadFile(pdf(2, 'item b'), 'b.pdf');
+});
+afterAll(async () => {
+  await app?.close();
+});
+
+async function link(
+  id: string,
+  body: unknown = {},
+  as: User = 'alice',
+): Promise<{ url: string; expiresAt: string }> {
+  const res = await app.api('POST', `/api/media/${id}/links`, { as, body });
+  expect(res.status, res.body).toBe(201);
+  return res.json();
+}
+
+function tokenOf(url: string): string {
+  return new URL(url, 'http://x').searchParams.get('token')!;
+}
+
+/** Over a real socket, with no credential but the link. */
+async function open(url: string, method: 'GET' | 'HEAD' = 'GET') {
+  const res = await fetch(`${app.base}${url}`, { method });
+  const body = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, headers: res.headers, body };
+}
+
+describe('creating a link', () => {
+  test('expires in 3600 s by default and points at the content', async () => {
+    const before = Date.now();
+    const { url, expiresAt } = await link(a.id);
+    expect(url).toMatch(new RegExp(`^/api/media/${a.id}/content\\?token=[A-Za-z0-9_.%-]+$`));
+    const lifetime = Date.parse(expiresAt) - before;
+    expect(lifetime).toBeGreaterThanOrEqual(3600_000);
+    expect(lifetime).toBeLessThan(3600_000 + 60_000);
+  });
+
+  test.each([
+    ['0 seconds', { expiresIn: 0 }],
+    ['more than STOWAGE_LINK_MAX_TTL', { expiresIn: MAX_TTL + 1 }],
+    ['a negative time', { expiresIn: -5 }],
+    ['a string', { expiresIn: '60' }],
+    ['an unknown field', { expiresIn: 60, for: 'bob' }],
+  ])('%s → 400 VALIDATION_FAILED', async (_what, body) => {
+    expectError(await app.api('POST', `/api/media/${a.id}/links`, { body }), 400, 'VALIDATION_FAILED');
+  });
+
+  test('up to STOWAGE_LINK_MAX_TTL is allowed', async () => {
+    const { expiresAt } = await link(a.id, { expiresIn: MAX_TTL });
+    expect(Date.parse(expiresAt) - Date.now()).toBeGreaterThan((MAX_TTL - 60) * 1000);
+  });
+
+  test('only the owner or an admin may create one', async () => {
+    expect((await app.api('POST', `/api/media/${a.id}/links`, { as: 'root', body: {} })).status).toBe(201);
+    expectError(await app.api('POST', `/api/media/${a.id}/links`, { as: 'bob', body: {} }), 404, 'NOT_FOUND');
+    expectError(
+      await app.api('POST', `/api/media/${a.id}/links`, { as: null, body: {} }),
+      401,
+      'UNAUTHENTICATED',
+    );
+  });
+});
+
+describe('using a link', () => {
+  test('works without any other credential, for GET and HEAD', async () => {
+    const { url } = await link(a.id, { expiresIn: 600 });
+    const get = await open(url);
+    expect(get.status).toBe(200);
+    expect(get.body).toEqual(pdf(1, 'item a'));
+    expect(get.headers.get('content-type')).toBe('application/pdf');
+    expect(get.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
+    const head = await open(url, 'HEAD');
+    expect({ status: head.status, length: head.body.length }).toEqual({ status: 200, length: 0 });
+    expect(head.headers.get('content-length')).toBe(String(a.size));
+    const ranged = await fetch(`${app.base}${url}`, { headers: { range: 'bytes=0-3' } });
+    expect(ranged.status).toBe(206);
+    expect(Buffer.from(await ranged.arrayBuffer()).toString()).toBe('%PDF');
+  });
+
+  test('is bound to its item: on another item → 401', async () => {
+    const { url } = await link(a.id);
+    const res = await open(`/api/media/${b.id}/content?token=${encodeURIComponent(tokenOf(url))}`);
+    expect(res.status).toBe(401);
+    expect(JSON.parse(res.body.toString()).error.code).toBe('UNAUTHENTICATED');
+  });
+
+  test('a tampered or made-up token → 401', async () => {
+    const token = tokenOf((await link(a.id)).url);
+    const [payload, signature] = token.split('.') as [string, string];
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown>;
+    const longer = Buffer.from(JSON.stringify({ ...claims, e: (claims.e as number) + 999_999 })).toString(
+      'base64url',
+    );
+    const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
+    // The last base64url character of a 32-byte MAC has two unused bits: a different string that
+    // decodes to the same bytes is still not the token that was issued.
+    const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const sameBytes = signature.slice(0, -1) + B64[B64.indexOf(signature.at(-1)!) ^ 1]!;
+    expect(Buffer.from(sameBytes, 'base64url')).toEqual(Buffer.from(signature, 'base64url'));
+    for (const bad of [
+      `${longer}.${signature}`,
+      `${flip(payload, 2)}.${signature}`,
+      `${payload}.${flip(signature, 0)}`,
+      `${payload}.${sameBytes}`,
+      payload,
+      'x',
+      '',
+    ]) {
+      const res = await open(`/api/media/${a.id}/content?token=${encodeURIComponent(bad)}`);
+      expect({ bad, status: res.status }).toEqual({ bad, status: 401 });
+    }
+  });
+
+  test('is not a credential for anything but content', async () => {
+    const token = encodeURIComponent(tokenOf((await link(a.id)).url));
+    for (const [method, url] of [
+      ['GET', `/api/media/${a.id}?token=${token}`],
+      ['DELETE', `/api/media/${a.id}?token=${token}`],
+      ['GET', `/api/media/list?token=${token}`],
+    ] as const) {
+      const res = await fetch(`${app.base}${url}`, { method });
+      expect({ url, status: res.status }).toEqual({ url, status: 401 });
+    }
+    const put = await fetch(`${app.base}/api/media/${a.id}/content?token=${token}`, {
+      method: 'PUT',
+      body: 'x',
+    });
+    expect(put.status).toBeGreaterThanOrEqual(400);
+    expect((await app.api('GET', `/api/media/${a.id}`)).status).toBe(200);
+  });
+
+  test('works until its expiresAt and not after', async () => {
+    const sleepUntil = (ms: number) =>
+      new Promise((resolve) => setTimeout(resolve, Math.max(0, ms - Date.now())));
+    const created = Date.now();
+    const { url, expiresAt } = await link(a.id, { expiresIn: 1 });
+    const end = Date.parse(expiresAt);
+    expect(end - created).toBeGreaterThanOrEqual(1000);
+    // Shortly before the time it was given, the link must still work: it may not die early.
+    await sleepUntil(end - 300);
+    expect((await open(url)).status).toBe(200);
+    await sleepUntil(end + 500);
+    const res = await open(url);
+    expect(res.status).toBe(401);
+    expect(JSON.parse(res.body.toString()).error.code).toBe('UNAUTHENTICATED');
+  });
+
+  test('is dead once the item is deleted', async () => {
+    const item = await app.uploadFile(pdf(3), 'short-lived.pdf');
+    const { url } = await link(item.id);
+    expect((await open(url)).status).toBe(200);
+    expect((await app.api('DELETE', `/api/media/${item.id}`)).status).toBe(204);
+    const res = await open(url);
+    expect([401, 404]).toContain(res.status);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+  });
+});
