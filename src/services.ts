@@ -155,7 +155,17 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       logger,
       ...(redis ? { locker: new RedisLocker(redis) } : {}),
     });
-    const sweeper = new Sweeper({ storage, repo, sessions, spoolDir, logger, tus });
+    const sweeper = new Sweeper({
+      storage,
+      repo,
+      sessions,
+      spoolDir,
+      logger,
+      tus,
+      // Local disk belongs to this process alone, so at start any unfinished write is a crash
+      // leftover; a bucket is shared with other instances whose uploads may be in flight.
+      startupIncompleteAgeMs: config.storage.kind === 's3' ? 24 * 3_600_000 : 0,
+    });
     sweeper.start();
     closers.push(() => sweeper.stop());
     const services: Services = {

@@ -4,8 +4,8 @@ import path from 'node:path';
 
 /**
  * Secrets the server generates on first start and keeps in the data dir (mode 0600), unless the
- * operator provides them. Created with O_EXCL so that two instances starting at once on a shared
- * data dir end up with the same key instead of overwriting each other's.
+ * operator provides them. Two instances starting at once on a shared data dir end up with the
+ * same key instead of overwriting each other's.
  */
 async function loadOrCreate(file: string, create: () => string | Buffer): Promise<Buffer> {
   try {
@@ -14,10 +14,16 @@ async function loadOrCreate(file: string, create: () => string | Buffer): Promis
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  // Written whole to a temp file, then linked into place: link() fails if the key appeared
+  // meanwhile, so another instance never reads a half-written key and both end up with one key.
+  const temp = `${file}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`;
+  await fs.writeFile(temp, create(), { mode: 0o600, flag: 'wx' });
   try {
-    await fs.writeFile(file, create(), { mode: 0o600, flag: 'wx' });
+    await fs.link(temp, file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    await fs.rm(temp, { force: true });
   }
   return fs.readFile(file);
 }

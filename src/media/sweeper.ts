@@ -48,10 +48,13 @@ export class Sweeper {
     await this.#running;
   }
 
+  /** Removes leftovers older than `incompleteAgeMs`, counted from when this pass starts. */
   async sweep(incompleteAgeMs: number): Promise<void> {
     const { logger, storage } = this.#deps;
+    // Fixed now: an upload that begins while this pass runs is never older than the cutoff.
+    const cutoff = Date.now() - incompleteAgeMs;
     const steps: [string, () => Promise<unknown>][] = [
-      ['unfinished writes', () => this.#deps.storage.sweepIncomplete(incompleteAgeMs)],
+      ['unfinished writes', () => this.#deps.storage.sweepIncomplete(Date.now() - cutoff)],
       [
         'orphaned blobs',
         () =>
@@ -72,7 +75,7 @@ export class Sweeper {
             (id) => storage.deletePrefix(thumbnailPrefix(id)),
           ),
       ],
-      ['spool files', () => this.#spool(incompleteAgeMs)],
+      ['spool files', () => this.#spool(cutoff)],
       ['expired resumable uploads', () => this.#deps.tus?.sweepExpired() ?? Promise.resolve()],
       ['expired reservations', () => this.#deps.repo.purgeExpiredReservations()],
       ['ended sessions', () => this.#deps.sessions.purgeExpired()],
@@ -112,8 +115,7 @@ export class Sweeper {
     if (batch.size > 0) await flush();
   }
 
-  async #spool(ageMs: number): Promise<void> {
-    const cutoff = Date.now() - ageMs;
+  async #spool(cutoff: number): Promise<void> {
     for (const name of await fs.readdir(this.#deps.spoolDir)) {
       const file = path.join(this.#deps.spoolDir, name);
       const stat = await fs.stat(file).catch(() => null);

@@ -164,7 +164,9 @@ export class S3BlobStore implements BlobStore {
       }
       for (const upload of page.Uploads ?? []) {
         const { Key, UploadId, Initiated } = upload;
-        if (!Key || !UploadId || !Initiated || Initiated.getTime() >= cutoff) continue;
+        // Only our own blob keys: the bucket also holds tus's resumable uploads, which tus expires.
+        const ours = Key?.startsWith('media/') || Key?.startsWith('thumbs/');
+        if (!Key || !UploadId || !Initiated || !ours || Initiated.getTime() >= cutoff) continue;
         try {
           await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key, UploadId }));
           removed++;

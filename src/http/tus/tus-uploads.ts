@@ -104,8 +104,14 @@ export class TusUploads {
     if (rejected) {
       const id = state.created ?? uploadIdOf(response, raw.url);
       if (id) await this.#discard(id);
-      return errorResponse(rejected);
+      response = errorResponse(rejected);
     }
+    // Refused before its body was read to the end (wrong type, offset, size): nothing reads the
+    // rest, so the connection cannot carry another request. Closing it lets the client stop
+    // sending; kept open, it would hang until a timeout (and hold up a graceful shutdown).
+    if (!raw.complete && (method === 'PATCH' || method === 'POST'))
+      response.headers.set('Connection', 'close');
+    if (rejected) return response;
     if (method === 'DELETE' && response.status === 204) {
       const id = uploadIdOf(response, raw.url);
       if (id) await this.#deps.repo.release(id);
