@@ -3,8 +3,9 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { lstat, mkdir, open, opendir, realpath, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import { assertValidKey, BlobNotFoundError, type BlobStore, type BlobWriter } from './blob-store.ts';
+
+import { assertValidKey, BlobNotFoundError, type BlobStore } from './blob-store.ts';
+import { SettlingBlobWriter } from './writer-base.ts';
 import { assertPrefix, assertRange } from './keys.ts';
 
 /** Temp files live inside the root so that the final rename never crosses a filesystem. */
@@ -142,17 +143,16 @@ export class LocalBlobStore implements BlobStore {
   }
 }
 
-export class LocalBlobWriter implements BlobWriter {
+export class LocalBlobWriter extends SettlingBlobWriter {
   readonly stream: WriteStream;
   /** The bytes are readable here once `stream` closed, until commit renames or abort removes it. */
   readonly tempPath: string;
   readonly #temp: string;
   readonly #target: string;
   readonly #root: string;
-  #committing: Promise<void> | undefined;
-  #aborting: Promise<void> | undefined;
 
   constructor(temp: string, target: string, root: string) {
+    super();
     this.#temp = temp;
     this.tempPath = temp;
     this.#target = target;
@@ -164,22 +164,7 @@ export class LocalBlobWriter implements BlobWriter {
     this.stream.on('error', () => {});
   }
 
-  commit(): Promise<void> {
-    this.#committing ??= this.#commit();
-    return this.#committing;
-  }
-
-  abort(): Promise<void> {
-    this.#aborting ??= this.#abort();
-    return this.#aborting;
-  }
-
-  async #commit(): Promise<void> {
-    if (this.#aborting) throw new Error('blob write was aborted');
-    if (!this.stream.writableEnded && !this.stream.destroyed) {
-      throw new Error('commit() called before the stream was ended');
-    }
-    await finished(this.stream);
+  protected async completeWrite(): Promise<void> {
     const dir = path.dirname(this.#target);
     const firstCreated = await mkdir(dir, { recursive: true });
     await rename(this.#temp, this.#target);
@@ -187,9 +172,9 @@ export class LocalBlobWriter implements BlobWriter {
     for (const d of dirsToSync(dir, firstCreated, this.#root)) await fsyncDir(d);
   }
 
-  async #abort(): Promise<void> {
-    if (this.#committing) {
-      const committed = await this.#committing.then(
+  protected async abortWrite(committing: Promise<void> | undefined): Promise<void> {
+    if (committing) {
+      const committed = await committing.then(
         () => true,
         () => false,
       );

@@ -1,8 +1,7 @@
 import { AbortMultipartUploadCommand, DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { PassThrough, Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import type { BlobWriter } from './blob-store.ts';
+import { SettlingBlobWriter } from './writer-base.ts';
 
 export interface S3WriterOptions {
   client: S3Client;
@@ -20,17 +19,16 @@ type Outcome = { ok: true } | { ok: false; error: unknown };
  * key before commit, and abort() before commit only has to cancel parts. Memory stays bounded by
  * queueSize × partSize plus the part being filled.
  */
-export class S3BlobWriter implements BlobWriter {
+export class S3BlobWriter extends SettlingBlobWriter {
   readonly stream: Writable;
   readonly tempPath = null;
   readonly #body = new PassThrough();
   readonly #upload: Upload;
   readonly #outcome: Promise<Outcome>;
   readonly #opts: S3WriterOptions;
-  #committing: Promise<void> | undefined;
-  #aborting: Promise<void> | undefined;
 
   constructor(opts: S3WriterOptions) {
+    super();
     this.#opts = opts;
     const body = this.#body;
     const front: Writable = new Writable({
@@ -86,28 +84,13 @@ export class S3BlobWriter implements BlobWriter {
     );
   }
 
-  commit(): Promise<void> {
-    this.#committing ??= this.#commit();
-    return this.#committing;
-  }
-
-  abort(): Promise<void> {
-    this.#aborting ??= this.#abort();
-    return this.#aborting;
-  }
-
-  async #commit(): Promise<void> {
-    if (this.#aborting) throw new Error('blob write was aborted');
-    if (!this.stream.writableEnded && !this.stream.destroyed) {
-      throw new Error('commit() called before the stream was ended');
-    }
-    await finished(this.stream);
+  protected async completeWrite(): Promise<void> {
     this.#body.end();
     const outcome = await this.#outcome;
     if (!outcome.ok) throw outcome.error;
   }
 
-  async #abort(): Promise<void> {
+  protected async abortWrite(): Promise<void> {
     if (!this.stream.destroyed) this.stream.destroy();
     // Once the caller's stream finished it no longer owns the body, which must still be stopped.
     if (!this.#body.destroyed) this.#body.destroy(new Error('blob write aborted'));
