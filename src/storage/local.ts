@@ -3,7 +3,6 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { lstat, mkdir, open, opendir, realpath, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-
 import { assertValidKey, BlobNotFoundError, type BlobStore } from './blob-store.ts';
 import { SettlingBlobWriter } from './writer-base.ts';
 import { assertPrefix, assertRange } from './keys.ts';
