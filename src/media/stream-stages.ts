@@ -69,9 +69,9 @@ export interface MeterLimits {
 
 /**
  * One pass over the bytes: counts them against the size limit and quota, hashes them, and feeds
- * side streams (the scanner, an image spool) while passing them on to storage. Each chunk is
- * passed downstream first and then waits for the side streams to accept it, so storage and the
- * scanner work in parallel and the slowest of them sets the pace (backpressure end to end).
+ * side streams (the scanner, an image spool) while passing them on to storage. A side stream is
+ * waited for only when its buffer is full, so storage and the scanner work in parallel and the
+ * slowest of them sets the pace (backpressure end to end); a side that fails fails the upload.
  */
 export class Meter extends Transform {
   readonly #limits: MeterLimits;
@@ -88,6 +88,7 @@ export class Meter extends Transform {
   /** Adds a stream that receives a copy of every byte; it is ended when the input ends. */
   tee(side: Writable): void {
     this.#sides.push(side);
+    side.on('error', (error) => this.destroy(error));
   }
 
   get bytes(): number {
@@ -110,7 +111,9 @@ export class Meter extends Transform {
     this.#hash.update(chunk);
     this.push(chunk);
     if (this.#sides.length === 0) return done();
-    Promise.all(this.#sides.map((side) => writeAcked(side, chunk))).then(() => done(), done);
+    const waits = this.#sides.map((side) => write(side, chunk)).filter((wait) => wait !== undefined);
+    if (waits.length === 0) return done();
+    Promise.all(waits).then(() => done(), done);
   }
 
   override _flush(done: TransformCallback): void {
@@ -119,10 +122,21 @@ export class Meter extends Transform {
   }
 }
 
-function writeAcked(stream: Writable, chunk: Buffer): Promise<void> {
+/** Writes; returns a wait only when the stream's buffer is full (until it drains or fails). */
+function write(stream: Writable, chunk: Buffer): Promise<void> | undefined {
+  if (stream.destroyed) return Promise.reject(stream.errored ?? new Error('side stream closed'));
+  if (stream.write(chunk)) return undefined;
   return new Promise((resolve, reject) => {
-    if (stream.destroyed) return reject(stream.errored ?? new Error('side stream closed'));
-    stream.write(chunk, (error) => (error ? reject(error) : resolve()));
+    const settle = (error?: Error | null) => {
+      stream.off('drain', onDrain);
+      stream.off('close', onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(stream.errored ?? new Error('side stream closed'));
+    stream.on('drain', onDrain);
+    stream.on('close', onClose);
   });
 }
 

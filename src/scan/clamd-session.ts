@@ -47,6 +47,8 @@ export class InstreamSession implements ScanSession {
     this.#verdict.catch(() => undefined);
 
     this.stream = new Writable({
+      // Room for a few chunks, so the uploader runs ahead of clamd's reads instead of in lockstep.
+      highWaterMark: 1024 * 1024,
       write: (chunk: Buffer, _encoding, callback) => this.#write(chunk, callback),
       final: (callback) => this.#final(callback),
       destroy: (error, callback) => {

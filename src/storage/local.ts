@@ -45,7 +45,11 @@ export class LocalBlobStore implements BlobStore {
       await handle.close();
       throw err;
     }
-    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+    // 1 MiB reads: a quarter of the system calls of the default 64 KiB for large downloads.
+    const highWaterMark = 1024 * 1024;
+    return handle.createReadStream(
+      range ? { start: range.start, end: range.end, highWaterMark } : { highWaterMark },
+    );
   }
 
   async stat(key: string): Promise<{ size: number } | null> {
