@@ -5,7 +5,7 @@ import { decideRange, notModified, type Validators } from './conditional.ts';
 
 export interface BlobResponse extends Validators {
   /** Where the bytes are; only asked for when the response is not a 304 (renditions render here). */
-  locate: () => Promise<{ key: string; size: number }>;
+  locate: () => Promise<{ key: string; size: number; bytes?: Buffer }>;
   contentType: string;
   /** null: no Content-Disposition (renditions). */
   disposition: { type: 'inline' | 'attachment'; filename: string } | null;
@@ -56,7 +56,7 @@ export async function serveBlob(
   };
   if (notModified(blob, conditions)) return reply.code(304).send();
 
-  const { key, size } = await blob.locate();
+  const { key, size, bytes } = await blob.locate();
   const range = decideRange(size, blob, conditions);
   if (range.kind === 'unsatisfiable') {
     throw new AppError('RANGE_NOT_SATISFIABLE', undefined, {
@@ -77,6 +77,7 @@ export async function serveBlob(
   }
   void reply.header('Content-Length', String(end - start + 1));
   if (request.method === 'HEAD') return reply.send();
+  if (bytes) return reply.send(bytes.subarray(start, end + 1));
   const stream = await store.read(key, range.kind === 'partial' ? { start, end } : undefined);
   return reply.send(stream);
 }

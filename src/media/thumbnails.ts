@@ -9,6 +9,17 @@ import { blobKey } from './ingest.ts';
 import type { MediaRecord } from './media-repo.ts';
 import { thumbnailPrefix } from './media-service.ts';
 import { newId } from './signing.ts';
+import { buffer } from 'node:stream/consumers';
+
+/** A rendition: where it is stored, and its bytes when they are at hand in memory. */
+export interface Rendition {
+  key: string;
+  size: number;
+  bytes?: Buffer;
+}
+
+/** Renditions larger than this are streamed from storage rather than kept in memory. */
+const MAX_REMEMBERED = 1024 * 1024;
 
 /**
  * Renditions are rendered on first request and kept in storage beside the original. Concurrent
@@ -19,35 +30,67 @@ export class Thumbnails {
   readonly #storage: BlobStore;
   readonly #images: ImageProcessor;
   readonly #spoolDir: string;
-  readonly #inflight = new Map<string, Promise<{ key: string; size: number }>>();
+  readonly #inflight = new Map<string, Promise<Rendition>>();
+  /** Recently served renditions, least recently used first; a rendition never changes. */
+  readonly #memory = new Map<string, Buffer>();
+  readonly #memoryBudget: number;
+  #memoryBytes = 0;
 
-  constructor(storage: BlobStore, images: ImageProcessor, spoolDir: string) {
+  constructor(
+    storage: BlobStore,
+    images: ImageProcessor,
+    spoolDir: string,
+    memoryBudgetBytes = 64 * 1024 * 1024,
+  ) {
     this.#storage = storage;
     this.#images = images;
     this.#spoolDir = spoolDir;
+    this.#memoryBudget = memoryBudgetBytes;
   }
 
   static key(id: string, size: number, format: ThumbnailFormat): string {
     return `${thumbnailPrefix(id)}${size}.${format}`;
   }
 
-  async get(
-    item: MediaRecord,
-    size: number,
-    format: ThumbnailFormat,
-  ): Promise<{ key: string; size: number }> {
+  /** The rendition, from memory, from storage, or rendered now (once, however many ask). */
+  async get(item: MediaRecord, size: number, format: ThumbnailFormat): Promise<Rendition> {
     const key = Thumbnails.key(item.id, size, format);
-    const cached = await this.#storage.stat(key);
-    if (cached) return { key, size: cached.size };
-    let render = this.#inflight.get(key);
-    if (!render) {
-      render = this.#render(item, key, size, format).finally(() => this.#inflight.delete(key));
-      this.#inflight.set(key, render);
+    const remembered = this.#memory.get(key);
+    if (remembered) {
+      this.#memory.delete(key);
+      this.#memory.set(key, remembered);
+      return { key, size: remembered.length, bytes: remembered };
     }
-    return render;
+    let pending = this.#inflight.get(key);
+    if (!pending) {
+      pending = this.#load(item, key, size, format).finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, pending);
+    }
+    return pending;
   }
 
-  async #render(item: MediaRecord, key: string, size: number, format: ThumbnailFormat) {
+  async #load(item: MediaRecord, key: string, size: number, format: ThumbnailFormat): Promise<Rendition> {
+    const stored = await this.#storage.stat(key);
+    if (stored && stored.size > MAX_REMEMBERED) return { key, size: stored.size };
+    const bytes = stored
+      ? await buffer(await this.#storage.read(key))
+      : await this.#render(item, key, size, format);
+    this.#remember(key, bytes);
+    return { key, size: bytes.length, bytes };
+  }
+
+  #remember(key: string, bytes: Buffer): void {
+    if (bytes.length > MAX_REMEMBERED) return;
+    this.#memory.set(key, bytes);
+    this.#memoryBytes += bytes.length;
+    for (const [oldest, old] of this.#memory) {
+      if (this.#memoryBytes <= this.#memoryBudget) break;
+      this.#memory.delete(oldest);
+      this.#memoryBytes -= old.length;
+    }
+  }
+
+  async #render(item: MediaRecord, key: string, size: number, format: ThumbnailFormat): Promise<Buffer> {
     const original = blobKey(item.id);
     let file = this.#storage.localPath(original);
     let spool: string | undefined;
@@ -72,7 +115,7 @@ export class Thumbnails {
         await writer.abort();
         throw error;
       }
-      return { key, size: bytes.length };
+      return bytes;
     } finally {
       if (spool) await fsp.rm(spool, { force: true });
     }
