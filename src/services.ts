@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
 import { openDatabase, type DatabaseHandle } from './db/database.ts';
 import { Metrics } from './metrics.ts';
@@ -31,9 +31,7 @@ import { Sweeper } from './media/sweeper.ts';
 import { TusUploads } from './http/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
-import { RedisCounterStore } from './cluster/redis-counter-store.ts';
-import { RedisInvalidationBus } from './cluster/redis-bus.ts';
-import { RedisLocker } from './cluster/redis-locker.ts';
+import type { Locker } from '@tus/utils';
 
 export interface Services {
   config: Config;
@@ -83,7 +81,17 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     let redis: Redis | undefined;
     let bus: InvalidationBus = new LocalInvalidationBus();
     let counters: CounterStore = new MemoryCounterStore();
+    let locker: Locker | undefined;
     if (config.redisUrl) {
+      // Loaded only when configured, like the other optional backends.
+      const [{ Redis }, { RedisInvalidationBus }, { RedisCounterStore }, { RedisLocker }] = await Promise.all(
+        [
+          import('ioredis'),
+          import('./cluster/redis-bus.ts'),
+          import('./cluster/redis-counter-store.ts'),
+          import('./cluster/redis-locker.ts'),
+        ],
+      );
       const client = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
       // Connection errors surface on commands (and in /readyz); the client reconnects by itself.
       client.on('error', (error: Error) => logger.warn({ err: error }, 'redis connection problem'));
@@ -93,6 +101,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       bus = await RedisInvalidationBus.create(client, logger);
       closers.push(() => bus.close());
       counters = new RedisCounterStore(client);
+      locker = new RedisLocker(client);
     }
 
     // With several instances and no Redis to carry invalidations, a short cache bounds staleness.
@@ -153,7 +162,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,
       logger,
-      ...(redis ? { locker: new RedisLocker(redis) } : {}),
+      ...(locker ? { locker } : {}),
     });
     const sweeper = new Sweeper({
       storage,

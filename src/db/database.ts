@@ -1,7 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import SqliteDatabase from 'better-sqlite3';
-import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import type { DatabaseConfig } from '../config.ts';
@@ -17,13 +15,11 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-// PostgreSQL returns bigint (int8) as a string to avoid precision loss; our values (milliseconds,
-// byte counts) stay far below 2^53, so numbers are safe and keep one type across dialects.
-pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
-
 export async function openDatabase(config: DatabaseConfig): Promise<DatabaseHandle> {
   let db: Db;
+  // Each driver is loaded only when it is the one configured.
   if (config.kind === 'sqlite') {
+    const { default: SqliteDatabase } = await import('better-sqlite3');
     fs.mkdirSync(path.dirname(config.file), { recursive: true });
     const sqlite = new SqliteDatabase(config.file);
     sqlite.pragma('journal_mode = WAL');
@@ -32,6 +28,10 @@ export async function openDatabase(config: DatabaseConfig): Promise<DatabaseHand
     sqlite.pragma('foreign_keys = ON');
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
   } else {
+    const { default: pg } = await import('pg');
+    // PostgreSQL returns bigint (int8) as a string to avoid precision loss; our values (milliseconds,
+    // byte counts) stay far below 2^53, so numbers are safe and keep one type across dialects.
+    pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
     const pool = new pg.Pool({
       connectionString: config.url,
       max: config.poolSize,

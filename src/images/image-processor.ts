@@ -1,7 +1,7 @@
 import { access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import sharp from 'sharp';
-import type { Metadata, Sharp, SharpOptions } from 'sharp';
+import type Sharp from 'sharp';
+import type { Metadata, Sharp as SharpPipeline, SharpOptions } from 'sharp';
 import { AppError } from '../errors.ts';
 import { ConcurrencyLimiter, LimiterFullError } from '../util/limiter.ts';
 import { HEIF_DECODER_COMMANDS, HeifDecoder, type HeifImageInfo } from './heif-decoder.ts';
@@ -48,6 +48,14 @@ const DEFAULTS = {
  * full-size output.
  */
 const PROBE_SIZE = 8;
+
+let sharpModule: Promise<typeof Sharp> | undefined;
+
+/** libvips is loaded with the first image, not at start: a server may run long before one comes. */
+function loadSharp(): Promise<typeof Sharp> {
+  sharpModule ??= import('sharp').then((m) => m.default);
+  return sharpModule;
+}
 
 /**
  * sharp (libvips) for every image type, plus libheif's command-line tool for HEVC-coded HEIF,
@@ -173,11 +181,13 @@ export class ImageProcessor {
   async #metadata(path: string): Promise<Metadata> {
     // A missing input is the caller's bug, not a bad upload: the fs error goes through as a 500.
     await access(path);
+    const sharp = await loadSharp();
     // Reading a header allocates no pixels, so no limit here: #header refuses a flood by name.
     return asInvalidFile(() => sharp(path, { ...this.#inputOptions(), limitInputPixels: false }).metadata());
   }
 
   async #decode(path: string): Promise<void> {
+    const sharp = await loadSharp();
     await asInvalidFile(() =>
       sharp(path, this.#inputOptions())
         .resize(PROBE_SIZE, PROBE_SIZE, { fit: 'inside' })
@@ -187,7 +197,8 @@ export class ImageProcessor {
     );
   }
 
-  #render(path: string, size: number, format: ThumbnailFormat, autoOrient: boolean): Promise<Buffer> {
+  async #render(path: string, size: number, format: ThumbnailFormat, autoOrient: boolean): Promise<Buffer> {
+    const sharp = await loadSharp();
     // sharp writes no EXIF, XMP, IPTC or ICC unless asked to keep them (pixels are converted to sRGB).
     const pipeline = sharp(path, { ...this.#inputOptions(), autoOrient })
       .resize(size, size, { fit: 'inside', withoutEnlargement: true })
@@ -206,7 +217,7 @@ export class ImageProcessor {
   }
 }
 
-function encode(pipeline: Sharp, format: ThumbnailFormat): Sharp {
+function encode(pipeline: SharpPipeline, format: ThumbnailFormat): SharpPipeline {
   switch (format) {
     case 'webp':
       return pipeline.webp({ quality: 80, effort: 4 });

@@ -1,10 +1,11 @@
 import type { StorageConfig } from '../config.ts';
 import type { BlobStore } from './blob-store.ts';
 import { LocalBlobStore } from './local.ts';
-import { S3BlobStore } from './s3.ts';
 
+/** The AWS SDK is loaded only when S3 is configured: it costs tens of MiB of memory. */
 export async function createBlobStore(config: StorageConfig): Promise<BlobStore> {
   if (config.kind === 'local') return LocalBlobStore.create(config.dir);
+  const { S3BlobStore } = await import('./s3.ts');
   return new S3BlobStore({
     endpoint: config.endpoint,
     bucket: config.bucket,
