@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, BlobWriter } from '../storage/blob-store.ts';
+import { AdoptingWriter } from '../storage/adopting-writer.ts';
 import type { Scanner, ScanSession } from '../scan/scanner.ts';
 import type { ImageProcessor } from '../images/image-processor.ts';
 import { AppError, isAppError } from '../errors.ts';
@@ -34,6 +35,11 @@ export interface IngestSource {
   via: 'multipart' | 'tus';
   /** The quota reservation this upload holds (tus), released when the item is stored. */
   reservationId?: string;
+  /**
+   * A local file holding exactly the bytes of `stream` (a finished tus upload on local disk):
+   * kept by moving it into the blob store rather than writing the bytes a second time.
+   */
+  adoptFile?: string;
 }
 
 /** A received, checked and scanned file that is not visible yet: commit() or discard() it. */
@@ -90,7 +96,9 @@ export class Ingest {
       if (spool) await fsp.rm(spool, { force: true });
     };
     try {
-      writer = deps.storage.createWriter(key);
+      writer = source.adoptFile
+        ? new AdoptingWriter(deps.storage, key, source.adoptFile)
+        : deps.storage.createWriter(key);
       const blobFile = writer.tempPath;
       scan = deps.scanner.start();
       meter.tee(scan.stream);

@@ -27,6 +27,12 @@ export interface BlobStore {
   ping(): Promise<void>;
   /** A local file path for a committed blob when the store is on local disk, else null. */
   localPath(key: string): string | null;
+  /**
+   * Makes a finished local file the blob at `key` without copying it (local disk, same file
+   * system: a hard link); false when that is not possible and the bytes must be written instead.
+   * The caller still removes its own name for the file.
+   */
+  adopt?(file: string, key: string): Promise<boolean>;
   /** Releases connections (S3); optional. */
   close?(): void;
 }

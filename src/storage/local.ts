@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { lstat, mkdir, open, opendir, realpath, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, open, opendir, realpath, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { assertValidKey, BlobNotFoundError, type BlobStore } from './blob-store.ts';
@@ -61,6 +61,24 @@ export class LocalBlobStore implements BlobStore {
       if (isMissing(err)) return null;
       throw err;
     }
+  }
+
+  async adopt(file: string, key: string): Promise<boolean> {
+    const target = this.#pathOf(key);
+    const [source, root] = await Promise.all([stat(file), stat(this.root)]);
+    if (source.dev !== root.dev) return false;
+    const handle = await open(file, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    const dir = path.dirname(target);
+    const firstCreated = await mkdir(dir, { recursive: true });
+    // A hard link, not a rename: the owner of `file` (tus) may still look at it and removes it itself.
+    await link(file, target);
+    for (const d of dirsToSync(dir, firstCreated, this.root)) await fsyncDir(d);
+    return true;
   }
 
   async delete(key: string): Promise<void> {

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileStore } from '@tus/file-store';
+import { ERRORS } from '@tus/utils';
 import type { Config } from '../config.ts';
 import type { ReadableDataStore } from '../http/tus/tus-uploads.ts';
 
@@ -30,5 +31,27 @@ export async function createTusStore(config: Config): Promise<ReadableDataStore>
   }
   const directory = path.join(config.dataDir, 'uploads');
   await fs.mkdir(directory, { recursive: true, mode: 0o700 });
-  return new FileStore({ directory, expirationPeriodInMilliseconds });
+  return new LocalUploadStore({ directory, expirationPeriodInMilliseconds });
+}
+
+/**
+ * The file store, able to say where an upload's bytes are, so a finished upload is linked into
+ * the blob store rather than copied; removing an upload whose file is already gone still works.
+ */
+class LocalUploadStore extends FileStore {
+  localFile(id: string): string {
+    return path.join(this.directory, id);
+  }
+
+  override async remove(id: string): Promise<void> {
+    const info = await this.configstore.get(id);
+    try {
+      await fs.unlink(this.localFile(id));
+    } catch (error) {
+      // tus answers its own error objects ({ status_code, body }) with their status.
+      // eslint-disable-next-line @typescript-eslint/only-throw-error
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !info) throw ERRORS.FILE_NOT_FOUND;
+    }
+    await this.configstore.delete(id);
+  }
 }

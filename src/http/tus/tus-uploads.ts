@@ -11,8 +11,14 @@ import { parseTagList } from '../../media/tags.ts';
 import type { TypePolicy } from '../../media/file-types.ts';
 import { HeadSniffer } from './head-sniffer.ts';
 
-/** A tus data store that can also stream back a finished upload (file and S3 stores can). */
-export type ReadableDataStore = DataStore & { read(id: string): Readable | Promise<Readable> };
+/**
+ * A tus data store that can also stream back a finished upload (file and S3 stores can) and,
+ * on local disk, say where its file is, so a finished upload is moved rather than copied.
+ */
+export type ReadableDataStore = DataStore & {
+  read(id: string): Readable | Promise<Readable>;
+  localFile?(id: string): string;
+};
 
 export interface TusDeps {
   datastore: ReadableDataStore;
@@ -176,6 +182,7 @@ export class TusUploads {
     try {
       const staged = await this.#deps.ingest.receive({
         stream: await this.#deps.datastore.read(upload.id),
+        adoptFile: this.#deps.datastore.localFile?.(upload.id),
         owner: state.owner,
         filename: metadata.filename ?? undefined,
         via: 'tus',
