@@ -133,12 +133,13 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     if (!images.heifDecoder)
       logger.warn('heif-dec not found: HEIC/HEIF uploads are accepted but get no thumbnails');
     const repo = new MediaRepo(database.db, database.dialect);
+    const policy = new TypePolicy(config.allowedTypes);
     const ingest = new Ingest({
       storage,
       scanner,
       images,
       repo,
-      policy: new TypePolicy(config.allowedTypes),
+      policy,
       metrics,
       maxUploadBytes: config.maxUploadBytes,
       quotaBytes: config.quotaBytes,
@@ -151,13 +152,13 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       cursors: new Signer(secret, 'cursor'),
       links: new Signer(secret, 'link'),
       bus,
-      cacheTtlMs: cacheTtlMs,
+      cacheTtlMs,
     });
     const tus = new TusUploads({
       datastore: await createTusStore(config),
       ingest,
       repo,
-      policy: new TypePolicy(config.allowedTypes),
+      policy,
       maxUploadBytes: config.maxUploadBytes,
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,

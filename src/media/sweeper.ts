@@ -119,7 +119,8 @@ export class Sweeper {
     for (const name of await fs.readdir(this.#deps.spoolDir)) {
       const file = path.join(this.#deps.spoolDir, name);
       const stat = await fs.stat(file).catch(() => null);
-      if (stat && stat.mtimeMs <= cutoff) await fs.rm(file, { force: true });
+      // Image decoders keep temporary folders here too, hence recursive.
+      if (stat && stat.mtimeMs <= cutoff) await fs.rm(file, { recursive: true, force: true });
     }
   }
 }
