@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
@@ -183,7 +184,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       metrics,
       database,
       users,
-      hasher: new PasswordHasher(),
+      // One core stays free for the event loop, so a login flood cannot stall other requests.
+      hasher: new PasswordHasher({ concurrency: Math.max(1, os.availableParallelism() - 1) }),
       tokens,
       sessions,
       loginThrottle: new LoginThrottle(counters, config.loginAddressLimit),

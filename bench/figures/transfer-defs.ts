@@ -1,0 +1,133 @@
+import type { Figure, Measure } from '../lib/stats.ts';
+
+/** The round-by-round series of figures 1–4 (see transfer.ts for how each is measured). */
+export interface TransferSeries {
+  up: Measure;
+  upBare: Measure;
+  tus: Measure;
+  tusBare: Measure;
+  down: Measure;
+  nginx: Measure;
+  downBare: Measure;
+  rssUp: Measure;
+  rssUpBare: Measure;
+  rssDown: Measure;
+  rssDownBare: Measure;
+  rssIdle: Measure;
+  rssIdleBare: Measure;
+  rssUpGrowth: Measure;
+  rssUpGrowthBare: Measure;
+  rssDownGrowth: Measure;
+  rssDownGrowthBare: Measure;
+  rssUpLargest: Measure;
+  rssUpSmall: Measure;
+  rssDownLargest: Measure;
+  rssDownSmall: Measure;
+}
+
+/** What each of figures 1–4 compares, in words, with its target. Sizes are display strings. */
+export function transferDefinitions(
+  s: TransferSeries,
+  size: { main: string; small: string; largest: string },
+): Figure[] {
+  const file = `the ${size.main} random file`;
+  const fresh = 'Each server process is started fresh for its one transfer.';
+  return [
+    {
+      id: '1',
+      title: `multipart upload of ${size.main}, scanning off`,
+      how:
+        `A: \`curl -F file=@FILE\` of ${file} to Stowage's POST /api/media/upload (type sniffing, SHA-256, ` +
+        `size limit, blob written and fsynced, SQLite row). B: the same curl command to ` +
+        `bench/baselines/upload-sha256.ts (node:http body → SHA-256 → file, fsynced). ` +
+        `MB/s = file bytes / curl's time_total. ${fresh}`,
+      a: s.up,
+      b: s.upBare,
+      target: { on: 'ratio', op: '>=', value: 0.75 },
+    },
+    {
+      id: '2',
+      title: `tus upload of ${size.main} in 8 MiB chunks`,
+      how:
+        `A: tus-js-client (its own process, file read as a stream, chunkSize 8 MiB) uploading ${file} to ` +
+        `/api/media/uploads until the completing PATCH answers with Media-Id; seconds from start() to ` +
+        `onSuccess. B: \`curl -T FILE\` (one streamed PUT) to bench/baselines/upload-sha256.ts. ${fresh}`,
+      a: s.tus,
+      b: s.tusBare,
+      target: { on: 'ratio', op: '>=', value: 0.85 },
+    },
+    {
+      id: '3',
+      title: `download of ${size.main} (/content)`,
+      how:
+        `A: \`curl -o /dev/null\` of GET /api/media/{id}/content (Bearer token) from a freshly started ` +
+        `Stowage. B: the same file from Debian's nginx (sendfile on, a single process: master_process off). Page cache warm for both. ` +
+        `MB/s = bytes / curl's time_total.`,
+      a: s.down,
+      b: s.nginx,
+      target: { on: 'ratio', op: '>=', value: 0.7 },
+    },
+    {
+      id: '3b',
+      title: 'download, context: vs a bare node:http stream.pipeline server',
+      how:
+        "A: figure 3's A. B: bench/baselines/download-pipeline.ts (fs.createReadStream piped into the " +
+        'response with stream.pipeline), fresh process.',
+      a: s.down,
+      b: s.downBare,
+    },
+    {
+      id: '4a',
+      title: 'peak RSS during the upload of figure 1',
+      how: "A: VmHWM of the Stowage process over its start and figure 1's upload. B: VmHWM of the bare upload server over the same.",
+      a: s.rssUp,
+      b: s.rssUpBare,
+      target: { on: 'ratio', op: '<=', value: 1.5 },
+    },
+    {
+      id: '4b',
+      title: 'peak RSS during the download of figure 3',
+      how: "A: VmHWM of the Stowage process over its start and figure 3's download. B: VmHWM of the bare download server (3b) over the same.",
+      a: s.rssDown,
+      b: s.rssDownBare,
+      target: { on: 'ratio', op: '<=', value: 1.5 },
+    },
+    {
+      id: '4c',
+      title: `peak RSS flat with file size: upload ${size.largest} vs ${size.small}`,
+      how: `A: Stowage's VmHWM over a multipart upload of ${size.largest}; B: the same with ${size.small}. "Flat" is taken as at most 10 % more.`,
+      a: s.rssUpLargest,
+      b: s.rssUpSmall,
+      target: { on: 'ratio', op: '<=', value: 1.1 },
+    },
+    {
+      id: '4d',
+      title: `peak RSS flat with file size: download ${size.largest} vs ${size.small}`,
+      how: `A: Stowage's VmHWM over the /content download of ${size.largest}; B: the same with ${size.small}.`,
+      a: s.rssDownLargest,
+      b: s.rssDownSmall,
+      target: { on: 'ratio', op: '<=', value: 1.1 },
+    },
+    {
+      id: '4e',
+      title: 'peak RSS of a started, idle server (context for 4a/4b)',
+      how: "A: VmHWM of a freshly started Stowage that served nothing (only /healthz polled until ready). B: the same for the bare upload server. Both run .ts through Node's type stripping.",
+      a: s.rssIdle,
+      b: s.rssIdleBare,
+    },
+    {
+      id: '4f',
+      title: 'RSS added by the upload (4a minus idle)',
+      how: "A: 4a's A minus 4e's A of the same round. B: 4a's B minus the bare upload server's idle peak. What the transfer itself costs, without the fixed footprint.",
+      a: s.rssUpGrowth,
+      b: s.rssUpGrowthBare,
+    },
+    {
+      id: '4g',
+      title: 'RSS added by the download (4b minus idle)',
+      how: "A: 4b's A minus 4e's A of the same round. B: 4b's B minus the bare download server's idle peak.",
+      a: s.rssDownGrowth,
+      b: s.rssDownGrowthBare,
+    },
+  ];
+}
