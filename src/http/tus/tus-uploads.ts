@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { Server, type ServerOptions } from '@tus/server';
@@ -180,9 +181,13 @@ export class TusUploads {
     this.#finishing.add(upload.id);
     const metadata = upload.metadata ?? {};
     try {
+      const adoptFile = this.#deps.datastore.localFile?.(upload.id);
       const staged = await this.#deps.ingest.receive({
-        stream: await this.#deps.datastore.read(upload.id),
-        adoptFile: this.#deps.datastore.localFile?.(upload.id),
+        // Read in 1 MiB chunks: this pass hashes and scans the whole file before it is kept.
+        stream: adoptFile
+          ? fs.createReadStream(adoptFile, { highWaterMark: 1024 * 1024 })
+          : await this.#deps.datastore.read(upload.id),
+        adoptFile,
         owner: state.owner,
         filename: metadata.filename ?? undefined,
         via: 'tus',
