@@ -1,6 +1,5 @@
 import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import helmet from '@fastify/helmet';
 import cors from '@fastify/cors';
 import type { Config } from '../../config.ts';
 
@@ -52,16 +51,30 @@ export function requestId(header: string | string[] | undefined): string {
   return typeof header === 'string' && REQUEST_ID_RE.test(header) ? header : crypto.randomUUID();
 }
 
+/**
+ * Security headers for every response, the set helmet would send for an API, computed once:
+ * setting them from one object is cheaper than helmet's chain of middlewares on every request,
+ * which matters for small JSON reads. JSON never needs to load anything; routes that serve other
+ * content (files, the docs page) set their own policy over these.
+ */
+const SECURITY_HEADERS = {
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Origin-Agent-Cluster': '?1',
+  'Referrer-Policy': 'no-referrer',
+  'Strict-Transport-Security': 'max-age=31536000; includeSubDomains',
+  'X-Content-Type-Options': 'nosniff',
+  'X-DNS-Prefetch-Control': 'off',
+  'X-Download-Options': 'noopen',
+  'X-Frame-Options': 'DENY',
+  'X-Permitted-Cross-Domain-Policies': 'none',
+  'X-XSS-Protection': '0',
+};
+
 export async function registerSecurity(app: FastifyInstance, config: Config): Promise<void> {
-  await app.register(helmet, {
-    // JSON never needs to load anything; routes that serve other content set their own policy.
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: { 'default-src': ["'none'"], 'frame-ancestors': ["'none'"] },
-    },
-    crossOriginResourcePolicy: { policy: 'same-origin' },
-    crossOriginEmbedderPolicy: false,
-    referrerPolicy: { policy: 'no-referrer' },
+  app.addHook('onRequest', async (_request, reply) => {
+    void reply.headers(SECURITY_HEADERS);
   });
   if (config.corsOrigins.length > 0) {
     await app.register(cors, {
