@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import { afterAll, beforeAll } from 'vitest';
 import { AppError } from '../../src/errors.ts';
 
 /** Real photos (see test/fixtures/images/README.md) and files generated from them per test run. */
@@ -29,6 +30,21 @@ export async function scratchDir(): Promise<ScratchDir> {
       return file;
     },
     remove: () => rm(path, { recursive: true, force: true }),
+  };
+}
+
+/** The calling test file's scratch directory: made before its tests, removed after them. */
+export function useScratchDir(): () => ScratchDir {
+  let scratch: ScratchDir | undefined;
+  beforeAll(async () => {
+    scratch = await scratchDir();
+  });
+  afterAll(async () => {
+    await scratch?.remove();
+  });
+  return () => {
+    if (!scratch) throw new Error('the scratch directory is made in beforeAll');
+    return scratch;
   };
 }
 

@@ -1,25 +1,11 @@
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { ImageProcessor } from '../../src/images/image-processor.ts';
-import {
-  errorCode,
-  fixture,
-  jpegWithStrayBytes,
-  scratchDir,
-  truncated,
-  type ScratchDir,
-} from './image-fixtures.ts';
+import { errorCode, fixture, jpegWithStrayBytes, useScratchDir, truncated } from './image-fixtures.ts';
 
-let scratch: ScratchDir;
 const images = new ImageProcessor({ heifDecoders: [] });
 
-beforeAll(async () => {
-  scratch = await scratchDir();
-});
-
-afterAll(async () => {
-  await scratch.remove();
-});
+const scratch = useScratchDir();
 
 describe('ImageProcessor.probe on real photos', () => {
   test('reports the size of a plain photo', async () => {
@@ -50,7 +36,7 @@ describe('ImageProcessor.probe on broken files', () => {
   test.each([0.9, 0.5, 0.1])(
     'refuses a JPEG cut off at %d of its length, though its header is intact',
     async (fraction) => {
-      const path = await scratch.file(`cut-${fraction}.jpg`, await truncated('DSCN0025.jpg', fraction));
+      const path = await scratch().file(`cut-${fraction}.jpg`, await truncated('DSCN0025.jpg', fraction));
       expect((await sharp(path).metadata()).width).toBe(640);
       expect(await errorCode(images.probe(path, 'image/jpeg'))).toBe('INVALID_FILE');
     },
@@ -65,13 +51,13 @@ describe('ImageProcessor.probe on broken files', () => {
       gif: await source.clone().gif().toBuffer(),
     };
     for (const [format, data] of Object.entries(encoded)) {
-      const path = await scratch.file(`cut.${format}`, data.subarray(0, Math.floor(data.length * 0.7)));
+      const path = await scratch().file(`cut.${format}`, data.subarray(0, Math.floor(data.length * 0.7)));
       expect(await errorCode(images.probe(path, `image/${format}`)), format).toBe('INVALID_FILE');
     }
   });
 
   test('accepts a photo whose decoder only warns, as browsers show it', async () => {
-    const path = await scratch.file('stray-bytes.jpg', await jpegWithStrayBytes('DSCN0025.jpg'));
+    const path = await scratch().file('stray-bytes.jpg', await jpegWithStrayBytes('DSCN0025.jpg'));
     expect(await images.probe(path, 'image/jpeg')).toEqual({ width: 640, height: 480 });
     const thumbnail = await images.thumbnail(path, 'image/jpeg', 256, 'webp');
     expect((await sharp(thumbnail).metadata()).width).toBe(256);
@@ -79,25 +65,25 @@ describe('ImageProcessor.probe on broken files', () => {
 
   test('refuses a file whose content is another format than its type says', async () => {
     const png = await sharp(fixture('DSCN0025.jpg')).png().toBuffer();
-    const path = await scratch.file('really-a-png.jpg', png);
+    const path = await scratch().file('really-a-png.jpg', png);
     expect(await errorCode(images.probe(path, 'image/jpeg'))).toBe('INVALID_FILE');
     expect(await images.probe(path, 'image/png')).toEqual({ width: 640, height: 480 });
   });
 
   test('refuses an SVG even when it is passed off as an image type it handles', async () => {
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
-    const path = await scratch.file('drawing.svg', svg);
+    const path = await scratch().file('drawing.svg', svg);
     expect(await errorCode(images.probe(path, 'image/svg+xml'))).toBe('UNSUPPORTED_MEDIA_TYPE');
     expect(await errorCode(images.probe(path, 'image/png'))).toBe('INVALID_FILE');
   });
 
   test('refuses bytes that are no image at all', async () => {
-    const path = await scratch.file('noise.jpg', Buffer.from('this is not a JPEG, just text'));
+    const path = await scratch().file('noise.jpg', Buffer.from('this is not a JPEG, just text'));
     expect(await errorCode(images.probe(path, 'image/jpeg'))).toBe('INVALID_FILE');
   });
 
   test('treats a missing input file as a server error, not as a bad upload', async () => {
-    expect(await errorCode(images.probe(`${scratch.path}/gone.jpg`, 'image/jpeg'))).toMatch(
+    expect(await errorCode(images.probe(`${scratch().path}/gone.jpg`, 'image/jpeg'))).toMatch(
       /not an AppError.*ENOENT/,
     );
   });

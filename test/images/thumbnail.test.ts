@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { ImageProcessor } from '../../src/images/image-processor.ts';
 import {
   animation,
@@ -7,20 +7,12 @@ import {
   errorCode,
   fixture,
   hasGpsDirectory,
-  scratchDir,
-  type ScratchDir,
+  useScratchDir,
 } from './image-fixtures.ts';
 
-let scratch: ScratchDir;
 const images = new ImageProcessor({ heifDecoders: [] });
 
-beforeAll(async () => {
-  scratch = await scratchDir();
-});
-
-afterAll(async () => {
-  await scratch.remove();
-});
+const scratch = useScratchDir();
 
 describe('ImageProcessor.thumbnail', () => {
   test('strips EXIF with the GPS position, and all other metadata', async () => {
@@ -86,7 +78,7 @@ describe('ImageProcessor.thumbnail', () => {
   });
 
   test.each(['gif', 'webp'] as const)('renders only the first frame of an animated %s', async (format) => {
-    const path = await scratch.file(`animated.${format}`, await animation(format, 6, 40, 30));
+    const path = await scratch().file(`animated.${format}`, await animation(format, 6, 40, 30));
     expect((await sharp(path).metadata()).pages).toBe(6);
     const thumbnail = await images.thumbnail(path, `image/${format}`, 256, 'webp');
     const metadata = await sharp(thumbnail).metadata();
@@ -101,7 +93,7 @@ describe('ImageProcessor.thumbnail', () => {
     })
       .png()
       .toBuffer();
-    const path = await scratch.file('transparent.png', transparent);
+    const path = await scratch().file('transparent.png', transparent);
     const thumbnail = await images.thumbnail(path, 'image/png', 256, 'jpeg');
     expect((await sharp(thumbnail).stats()).channels.map((channel) => Math.round(channel.mean))).toEqual([
       255, 255, 255,
