@@ -99,6 +99,13 @@ const migrations: Record<string, Migration> = {
       await sql`select 1`.execute(db);
     },
   },
+  '0003_reservation_claims': {
+    async up(db: Kysely<unknown>) {
+      // Set while one request stores a finished resumable upload, so no other request (on any
+      // instance) stores it a second time.
+      await db.schema.alterTable('reservations').addColumn('completing_at', 'bigint').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -51,6 +51,7 @@ export interface ReservationsTable {
   username: string;
   bytes: number;
   expires_at: number;
+  completing_at: number | null;
 }
 
 export interface Database {

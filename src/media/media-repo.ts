@@ -95,7 +95,7 @@ export class MediaRepo {
       }
       await trx
         .insertInto('reservations')
-        .values({ id, username, bytes, expires_at: expiresAt })
+        .values({ id, username, bytes, expires_at: expiresAt, completing_at: null })
         .onConflict((oc) => oc.column('id').doUpdateSet({ bytes, expires_at: expiresAt }))
         .execute();
     });
@@ -110,6 +110,21 @@ export class MediaRepo {
       .where('expires_at', '>', Date.now())
       .executeTakeFirst();
     return row?.username;
+  }
+
+  /**
+   * Claims the right to store a finished upload: true for exactly one caller, whichever instance
+   * it runs on. A claim older than `staleMs` (its holder crashed) may be taken again.
+   */
+  async claimCompletion(id: string, staleMs = 3_600_000): Promise<boolean> {
+    const now = Date.now();
+    const result = await this.#db
+      .updateTable('reservations')
+      .set({ completing_at: now })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('completing_at', 'is', null), eb('completing_at', '<', now - staleMs)]))
+      .executeTakeFirst();
+    return result.numUpdatedRows === 1n;
   }
 
   async release(reservationId: string): Promise<void> {

@@ -78,7 +78,7 @@ export function databaseContract(
         const owner = uniqueName('rerun');
         await repo.insert(record(owner, { filename: 'kept.jpg' }), null);
         const before = await migrationNames(handle.db);
-        expect(before).toEqual(['0001_sessions', '0002_media']);
+        expect(before).toEqual(['0001_sessions', '0002_media', '0003_reservation_claims']);
 
         const again = await openDatabase(target.config);
         extraHandles.push(again);
@@ -313,6 +313,21 @@ export function databaseContract(
         expect(results.slice(10).every((r) => r.status === 'fulfilled')).toBe(true);
         expect(results.slice(0, 10).filter((r) => r.status === 'fulfilled')).toHaveLength(5);
         expect(await repo.usedBytes(owner)).toBe(1000);
+      });
+
+      it('lets exactly one of many racing callers claim the completion of an upload', async () => {
+        const owner = uniqueName('claim');
+        const id = `claim-${crypto.randomUUID()}`;
+        await repo.reserve(id, owner, 100, Date.now() + 60_000, null);
+        const claims = await Promise.all(Array.from({ length: 8 }, () => repo.claimCompletion(id)));
+        expect(claims.filter(Boolean)).toHaveLength(1);
+        expect(await repo.claimCompletion(id)).toBe(false);
+        // A claim whose holder died (older than the stale limit) can be taken over.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(await repo.claimCompletion(id, 10)).toBe(true);
+        // The claim keeps the quota hold: the reservation still counts while the file is stored.
+        expect(await repo.usedBytes(owner)).toBe(100);
+        expect(await repo.claimCompletion('no-such-upload')).toBe(false);
       });
 
       it('counts live reservations toward the quota until they are used, released or expire', async () => {

@@ -53,7 +53,7 @@ describe.skipIf(!pgAvailable())('PostgreSQL', () => {
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(
         a.db,
       );
-      expect(rows.map((r) => r.name)).toEqual(['0001_sessions', '0002_media']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_sessions', '0002_media', '0003_reservation_claims']);
       // All three work on the same schema.
       const owner = uniqueName('shared');
       const item = record(owner);

@@ -56,12 +56,6 @@ export class TusUploads {
   readonly server: Server;
   readonly #deps: TusDeps;
   readonly #requests = new WeakMap<Request, RequestState>();
-  /**
-   * Uploads being stored, until their tus copy is gone. tus releases its lock before the finish
-   * hook runs, so without this a second request at the final offset (an empty PATCH, a retry)
-   * would run the ingest again and store the file twice.
-   */
-  readonly #finishing = new Set<string>();
 
   constructor(deps: TusDeps) {
     this.#deps = deps;
@@ -175,10 +169,11 @@ export class TusUploads {
 
   async #onFinish(req: Request, upload: Upload): Promise<{ headers: Record<string, string> }> {
     const state = this.#state(req);
-    if (this.#finishing.has(upload.id)) {
+    // tus releases its lock before this hook, so a second request at the final offset (an empty
+    // PATCH, a retry, on any instance) could get here too: only the one that claims it stores it.
+    if (!(await this.#deps.repo.claimCompletion(upload.id))) {
       throw new AppError('CONFLICT', 'This upload is already being completed.');
     }
-    this.#finishing.add(upload.id);
     const metadata = upload.metadata ?? {};
     try {
       const adoptFile = this.#deps.datastore.localFile?.(upload.id);
@@ -203,7 +198,6 @@ export class TusUploads {
       return { headers: { 'Media-Id': item.id } };
     } catch (error) {
       await this.#discard(upload.id);
-      this.#finishing.delete(upload.id);
       throw error;
     }
   }
@@ -212,7 +206,6 @@ export class TusUploads {
     await this.#deps.datastore.remove(id).catch((error: unknown) => {
       this.#deps.logger.warn({ err: error, upload: id }, 'could not remove a finished tus upload');
     });
-    this.#finishing.delete(id);
   }
 
   async #discard(id: string): Promise<void> {
