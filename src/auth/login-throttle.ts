@@ -21,26 +21,21 @@ export class LoginThrottle {
 
   /**
    * Call before checking the password; throws RATE_LIMITED when locked out. The attempt is counted
-   * against the username and address here, before the (slow) password check, not after it: else
-   * parallel guesses would all pass this check before the first failure was recorded (so at most 5
-   * attempts for one username from one address run at once). A success resets that count
-   * (recordSuccess); an attempt that ends in neither (e.g. the hasher is overloaded) counts as a
-   * failure.
+   * against the username and the address here, before the (slow) password check, not after it:
+   * else parallel guesses would all pass this check before the first failure was recorded. A
+   * success gives the attempt back (recordSuccess); an attempt that ends in neither (e.g. the
+   * hasher is overloaded) counts as a failure.
    */
   async check(username: string, ip: string): Promise<void> {
-    const address = await this.#store.get(addressKey(ip));
-    if (address && address.count >= this.#addressLimit) throw limited(address);
+    const address = await this.#store.increment(addressKey(ip), WINDOW_MS);
+    if (address.count > this.#addressLimit) throw limited(address);
     const pair = await this.#store.increment(pairKey(username, ip), WINDOW_MS);
     if (pair.count > PER_USER_AND_ADDRESS) throw limited(pair);
   }
 
-  /** After a wrong password: counts against the address (the pair was counted by check). */
-  async recordFailure(_username: string, ip: string): Promise<void> {
-    await this.#store.increment(addressKey(ip), WINDOW_MS);
-  }
-
+  /** A right password: the pair starts over, and the address gets its attempt back. */
   async recordSuccess(username: string, ip: string): Promise<void> {
-    await this.#store.reset(pairKey(username, ip));
+    await Promise.all([this.#store.reset(pairKey(username, ip)), this.#store.decrement(addressKey(ip))]);
   }
 }
 

@@ -7,6 +7,11 @@ local n = redis.call('INCR', KEYS[1])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return { n, redis.call('PTTL', KEYS[1]) }`;
 
+/** DECR only an existing, positive counter: a missing key must not come back without an expiry. */
+const DECREMENT = `
+if (tonumber(redis.call('GET', KEYS[1]) or '0') > 0) then redis.call('DECR', KEYS[1]) end
+return 0`;
+
 /** Rate-limit counters shared by every instance, so limits hold behind a load balancer. */
 export class RedisCounterStore implements CounterStore {
   readonly #redis: Redis;
@@ -32,6 +37,10 @@ export class RedisCounterStore implements CounterStore {
     ]);
     if (count === null || ttl < 0) return null;
     return { count: Number(count), resetInMs: ttl };
+  }
+
+  async decrement(key: string): Promise<void> {
+    await this.#redis.eval(DECREMENT, 1, this.#prefix + key);
   }
 
   async reset(key: string): Promise<void> {

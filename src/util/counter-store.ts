@@ -11,6 +11,8 @@ export interface WindowCount {
 export interface CounterStore {
   increment(key: string, windowMs: number): Promise<WindowCount>;
   get(key: string): Promise<WindowCount | null>;
+  /** Takes one back within the current window; nothing when the window has ended. */
+  decrement(key: string): Promise<void>;
   reset(key: string): Promise<void>;
 }
 
@@ -39,6 +41,12 @@ export class MemoryCounterStore implements CounterStore {
     const entry = this.#entries.get(key);
     if (!entry || entry.until <= now) return Promise.resolve(null);
     return Promise.resolve({ count: entry.count, resetInMs: entry.until - now });
+  }
+
+  decrement(key: string): Promise<void> {
+    const entry = this.#entries.get(key);
+    if (entry && entry.until > Date.now() && entry.count > 0) entry.count--;
+    return Promise.resolve();
   }
 
   reset(key: string): Promise<void> {

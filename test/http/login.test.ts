@@ -94,6 +94,26 @@ describe('failed logins', () => {
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
     expect((await login(t, 'alice', PASSWORDS.alice, '198.51.100.10')).statusCode).toBe(200);
   });
+
+  it('holds the address cap against parallel guesses across usernames', async () => {
+    await start({ STOWAGE_LOGIN_ADDRESS_LIMIT: '3' });
+    const sprayer = '198.51.100.11';
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => login(t, `sprayed${i}`, 'password1', sprayer)),
+    );
+    const statuses = answers.map((r) => r.statusCode).sort();
+    expect(statuses.filter((s) => s === 401)).toHaveLength(3);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(9);
+  });
+
+  it('does not count successful logins against the address cap', async () => {
+    await start({ STOWAGE_LOGIN_ADDRESS_LIMIT: '3' });
+    const office = '198.51.100.12';
+    for (let i = 0; i < 5; i++)
+      expect((await login(t, 'alice', PASSWORDS.alice, office)).statusCode).toBe(200);
+    expectError(await login(t, 'nobody', 'password1', office), 401, 'INVALID_CREDENTIALS');
+    expect((await login(t, 'bob', PASSWORDS.bob, office)).statusCode).toBe(200);
+  });
 });
 
 describe('malformed login bodies', () => {

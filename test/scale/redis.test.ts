@@ -74,6 +74,20 @@ describe.skipIf(!redisAvailable())('Redis', () => {
       expect((await a.increment(key, 60_000)).count).toBe(1);
     });
 
+    it('takes one back within the window, never below zero, and never revives an ended window', async () => {
+      const store = new RedisCounterStore(connect());
+      const key = `decrement-${Date.now()}`;
+      await store.increment(key, 60_000);
+      await store.increment(key, 60_000);
+      await store.decrement(key);
+      expect((await store.get(key))?.count).toBe(1);
+      await store.decrement(key);
+      await store.decrement(key);
+      expect((await store.get(key))?.count ?? 0).toBe(0);
+      await store.decrement(`${key}-missing`);
+      expect(await store.get(`${key}-missing`)).toBeNull();
+    });
+
     it('counts concurrent hits from several instances exactly', async () => {
       const stores = [connect(), connect(), connect()].map((c) => new RedisCounterStore(c));
       const key = `burst:${crypto.randomUUID()}`;

@@ -88,7 +88,6 @@ export async function publicAuthRoutes(base: FastifyInstance, deps: AuthRouteDep
         ? await deps.hasher.verify(user.hash, password)
         : await deps.hasher.verifyDummy(password);
       if (!user || !ok) {
-        await deps.throttle.recordFailure(username, request.ip);
         deps.metrics.logins.inc({ outcome: 'failure' });
         request.log.info({ username: username.slice(0, 64) }, 'login failed');
         throw new AppError('INVALID_CREDENTIALS');
