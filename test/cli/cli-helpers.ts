@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseUsersFile } from '../../src/auth/user-file.ts';
 import type { UserRecord } from '../../src/auth/user-file.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 export const CLI = resolve(import.meta.dirname, '../../src/cli/main.ts');
 
@@ -44,7 +44,7 @@ export function runCli(
 }
 
 export function tempProject(): { cwd: string; usersFile: string } {
-  const cwd = mkdtempSync(join(tmpdir(), 'stowage-cli-'));
+  const cwd = tempDir('stowage-cli-');
   return { cwd, usersFile: join(cwd, 'data', 'users') };
 }
 

@@ -1,12 +1,12 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hashScheme, isUsableHash, OWASP_ARGON2ID_MIN, PasswordHasher } from '../../../src/auth/passwords.ts';
 import { parseUsersFile } from '../../../src/auth/user-file.ts';
 import { LimiterFullError } from '../../../src/util/limiter.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const hasher = new PasswordHasher();
 const htpasswdAvailable = spawnSync('htpasswd', ['-h']).error === undefined;
@@ -51,7 +51,7 @@ describe('PasswordHasher', () => {
 
   it('verifies bcrypt lines written by Apache htpasswd -B', async ({ skip }) => {
     skip(!htpasswdAvailable, NO_HTPASSWD);
-    const dir = mkdtempSync(join(tmpdir(), 'stowage-htpasswd-'));
+    const dir = tempDir('stowage-htpasswd-');
     const file = join(dir, 'users');
     execFileSync('htpasswd', ['-B', '-b', '-c', file, 'alice', 'secretpw1'], { stdio: 'ignore' });
     execFileSync('htpasswd', ['-B', '-C', '5', '-b', file, 'bob', 'hunter2!x'], { stdio: 'ignore' });

@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import {
-  mkdtempSync,
   readdirSync,
   readFileSync,
   statSync,
@@ -9,7 +8,7 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseUsersFile } from '../../../src/auth/user-file.ts';
@@ -19,11 +18,12 @@ import {
   UsersFileLockError,
   UsersFileParseError,
 } from '../../../src/auth/users-file-io.ts';
+import { tempDir as makeTempDir } from '../../helpers/temp.ts';
 
 const H = '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g';
 
 function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'stowage-users-io-'));
+  return makeTempDir('stowage-users-io-');
 }
 
 describe('updateUsersFile', () => {

@@ -1,13 +1,4 @@
-import {
-  chmodSync,
-  mkdtempSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,6 +6,7 @@ import { PasswordHasher } from '../../../src/auth/passwords.ts';
 import { UsersFileParseError } from '../../../src/auth/users-file-io.ts';
 import { UsersStore } from '../../../src/auth/users-store.ts';
 import type { UsersChange, UsersStoreOptions } from '../../../src/auth/users-store.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const H1 = '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g';
 const H2 = '$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0b3RoZXI$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNob3RoZXI';
@@ -31,7 +23,7 @@ afterEach(async () => {
 });
 
 async function setup(content: string | null, options: UsersStoreOptions = {}, mode = 0o600) {
-  const dir = mkdtempSync(join(tmpdir(), 'stowage-users-store-'));
+  const dir = tempDir('stowage-users-store-');
   const file = join(dir, 'users');
   if (content !== null) writeFileSync(file, content, { mode });
   chmodSync(dir, 0o700);
@@ -209,7 +201,7 @@ describe('UsersStore.ensureInitialAdmin', () => {
   const hasher = new PasswordHasher();
 
   it('creates an admin with a random password when there are no users, once', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stowage-users-admin-'));
+    const dir = tempDir('stowage-users-admin-');
     const file = join(dir, 'data', 'users');
     const password = await UsersStore.ensureInitialAdmin(file, hasher);
     expect(password).toMatch(/^[A-Za-z0-9_-]{24}$/);
@@ -222,7 +214,7 @@ describe('UsersStore.ensureInitialAdmin', () => {
   });
 
   it('leaves a file that has users alone', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stowage-users-admin-'));
+    const dir = tempDir('stowage-users-admin-');
     const file = join(dir, 'users');
     writeFileSync(file, `alice:${H1}\n`);
     expect(await UsersStore.ensureInitialAdmin(file, hasher)).toBeNull();
