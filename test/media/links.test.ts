@@ -54,6 +54,16 @@ describe('creating a link', () => {
     expect(lifetime).toBeLessThan(3600_000 + 60_000);
   });
 
+  test('needs no body at all for the default link', async () => {
+    const res = await app.app.inject({
+      method: 'POST',
+      url: `/api/media/${a.id}/links`,
+      headers: { authorization: `Bearer ${app.tokens.alice}` },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(Date.parse(res.json<{ expiresAt: string }>().expiresAt) - Date.now()).toBeGreaterThan(3500_000);
+  });
+
   test.each([
     ['0 seconds', { expiresIn: 0 }],
     ['more than STOWAGE_LINK_MAX_TTL', { expiresIn: MAX_TTL + 1 }],

@@ -138,6 +138,10 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
   app.post(
     '/api/media/:id/links',
     {
+      // Every field has a default, so a request with no body at all asks for the default link.
+      preValidation: async (request) => {
+        request.body ??= {};
+      },
       schema: {
         tags,
         security,
