@@ -258,6 +258,24 @@ describe('malformed or invalid forms', () => {
     );
     await expectUnchanged(before);
   });
+
+  test.each([
+    ['no boundary', 'multipart/form-data', 'whatever'],
+    ['a boundary that never comes', `multipart/form-data; boundary=${BOUNDARY}`, 'garbage, not a form'],
+  ])('a multipart body with %s → 400 BAD_REQUEST, never a 500', async (_what, contentType, payload) => {
+    const before = await snapshot();
+    const res = await app.app.inject({
+      method: 'POST',
+      url: '/api/media/upload',
+      headers: { authorization: `Bearer ${app.tokens.alice}`, 'content-type': contentType },
+      payload,
+    });
+    expect(res.statusCode, res.body).toBe(400);
+    expect(res.json()).toEqual({
+      error: { code: 'BAD_REQUEST', message: expect.any(String) as string, details: {} },
+    });
+    await expectUnchanged(before);
+  });
 });
 
 describe('file names', () => {

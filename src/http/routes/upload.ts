@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError } from '../../errors.ts';
+import { AppError, isAppError } from '../../errors.ts';
 import type { Ingest, StagedUpload } from '../../media/ingest.ts';
 import { tooLarge } from '../../media/stream-stages.ts';
 import type { MediaRecord, Visibility } from '../../media/media-repo.ts';
@@ -55,6 +55,15 @@ export async function receiveMultipart(
     await staged?.discard();
     // The client may still be sending a large body: close the connection instead of reading it all.
     void reply.header('Connection', 'close');
-    throw error;
+    throw fromParser(error);
   }
+}
+
+/**
+ * The ingest answers only with AppErrors, and @fastify/multipart's own errors carry codes; a bare
+ * Error can only come from the body parser (no boundary, garbage, cut-off data): the client's.
+ */
+function fromParser(error: unknown): unknown {
+  if (isAppError(error) || typeof (error as { code?: unknown }).code === 'string') return error;
+  return new AppError('BAD_REQUEST', 'The multipart body is malformed.', { cause: error });
 }
