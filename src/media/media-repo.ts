@@ -228,10 +228,6 @@ export class MediaRepo {
     const rows = await this.#db.selectFrom('media').select('id').where('id', 'in', ids).execute();
     return new Set(rows.map((r) => r.id));
   }
-
-  get dialect(): 'sqlite' | 'postgres' {
-    return this.#dialect;
-  }
 }
 
 /**

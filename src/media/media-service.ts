@@ -56,10 +56,6 @@ export class MediaService {
     });
   }
 
-  get repo(): MediaRepo {
-    return this.#repo;
-  }
-
   /** The item if it exists, regardless of who asks (for public and signed-link access). */
   async find(id: string): Promise<MediaRecord | undefined> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;
