@@ -3,21 +3,20 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
 import type { TestApp } from '../helpers/app.ts';
+import { expectErrorShape } from '../helpers/contract.ts';
 
 /** Asserts the contract's error shape: `{ error: { code, message, details } }`, nothing else. */
 export function expectError(res: LightMyRequestResponse, status: number, code: string): void {
-  expect({ status: res.statusCode, body: res.body }).toMatchObject({ status });
-  expect(res.headers['content-type']).toMatch(/^application\/json/);
-  const body = res.json<{ error: { code: string; message: string; details: unknown } }>();
-  expect(Object.keys(body)).toEqual(['error']);
-  expect(body.error.code).toBe(code);
-  expect(typeof body.error.message).toBe('string');
-  expect(body.error.message.length).toBeGreaterThan(0);
-  expect(body.error.details).toBeTypeOf('object');
-  expect(body.error.details).not.toBeNull();
-  expect(Array.isArray(body.error.details)).toBe(false);
-  // No stack traces or server paths in any error.
-  expect(res.body).not.toMatch(/\bat .+\(.+:\d+:\d+\)|node_modules|\/src\/|\.ts\b/);
+  const contentType = res.headers['content-type'];
+  expectErrorShape(
+    {
+      status: res.statusCode,
+      contentType: typeof contentType === 'string' ? contentType : undefined,
+      text: res.body,
+    },
+    status,
+    code,
+  );
 }
 
 /** 401 UNAUTHENTICATED with the Bearer challenge. */

@@ -8,7 +8,8 @@ import { AppError } from '../../src/errors.ts';
 
 /** Real photos (see test/fixtures/images/README.md) and files generated from them per test run. */
 
-export const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'images');
+export { FIXTURES } from '../helpers/common.ts';
+import { FIXTURES } from '../helpers/common.ts';
 
 export function fixture(name: string): string {
   return join(FIXTURES, name);

@@ -4,15 +4,13 @@ import http from 'node:http';
 import path from 'node:path';
 import sharp from 'sharp';
 import { expect } from 'vitest';
-import { createTestApp, type PASSWORDS, type TestApp } from '../helpers/app.ts';
+import { createTestApp, type TestApp } from '../helpers/app.ts';
+import { FIXTURES, KiB, type User } from '../helpers/common.ts';
+import { expectErrorShape } from '../helpers/contract.ts';
 
 /** Shared helpers for the media tests: a listening app, multipart bodies, small real files. */
 
-export const KiB = 1024;
-export const MiB = 1024 * 1024;
-export const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'images');
-
-export type User = keyof typeof PASSWORDS;
+export { KiB, MiB, FIXTURES, sha256, type User } from '../helpers/common.ts';
 
 export interface MediaApp extends TestApp {
   /** http://127.0.0.1:PORT of the listening server. */
@@ -219,10 +217,6 @@ export function fixture(name: string): Promise<Buffer> {
   return fs.readFile(path.join(FIXTURES, name));
 }
 
-export function sha256(data: Buffer): string {
-  return crypto.createHash('sha256').update(data).digest('hex');
-}
-
 // ---------------------------------------------------------------------------------------------
 // What is on disk
 
@@ -278,13 +272,16 @@ export async function expectNothingStored(app: MediaApp): Promise<void> {
 }
 
 export function expectError(res: ApiResponse, status: number, code: string): void {
-  expect({ status: res.status, code: res.json<{ error: { code: string } }>().error?.code }).toEqual({
+  const contentType = res.headers['content-type'];
+  expectErrorShape(
+    {
+      status: res.status,
+      contentType: typeof contentType === 'string' ? contentType : undefined,
+      text: res.body,
+    },
     status,
     code,
-  });
-  const body = res.json<{ error: { message: unknown; details: unknown } }>();
-  expect(typeof body.error.message).toBe('string');
-  expect(body.error.details).toBeTypeOf('object');
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

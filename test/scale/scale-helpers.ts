@@ -8,27 +8,17 @@ import {
 } from '@aws-sdk/client-s3';
 import * as tus from 'tus-js-client';
 import type { TestS3Server } from '../helpers/s3.ts';
+import { MiB, readResponse, type RawResponse } from '../helpers/common.ts';
 
 /** Shared by the scale-out tests: files, uploads over real sockets, and a look into the bucket. */
 
-export const MiB = 1024 * 1024;
-
-/** `size` bytes of a PDF: a real header, then random filler (random, so no two chunks repeat). */
-export function pdfOfSize(size: number): Buffer {
-  const data = crypto.randomBytes(size);
-  Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1').copy(data);
-  return data;
-}
+export { MiB, pdfOfSize, sha256, until } from '../helpers/common.ts';
 
 /** `size` bytes that start like a ZIP archive, a type the default allow-list refuses. */
 export function zipOfSize(size: number): Buffer {
   const data = crypto.randomBytes(size);
   Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00, 0x08, 0x00]).copy(data);
   return data;
-}
-
-export function sha256(data: Buffer | Uint8Array): string {
-  return crypto.createHash('sha256').update(data).digest('hex');
 }
 
 /** The app's environment for the test S3 server. */
@@ -83,11 +73,7 @@ export async function bucketContents(s3: TestS3Server): Promise<BucketContents> 
   }
 }
 
-export interface HttpResult {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
+export type HttpResult = RawResponse;
 
 const BOUNDARY = '----stowage-scale-test-boundary';
 
@@ -127,17 +113,10 @@ export function uploadMultipart(options: {
     });
     request.on('response', (response) => {
       answered = true;
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => {
-        resolve({
-          status: response.statusCode ?? 0,
-          headers: response.headers,
-          body: Buffer.concat(chunks).toString(),
-        });
+      readResponse(response).then((result) => {
+        resolve(result);
         request.destroy();
-      });
-      response.on('error', reject);
+      }, reject);
     });
     request.on('error', (error) => {
       if (!answered) reject(error);
@@ -203,18 +182,4 @@ export function tusUpload(options: {
     });
     upload.start();
   });
-}
-
-/** Polls `check` until it holds; fails after `withinMs`. */
-export async function until(
-  check: () => Promise<boolean> | boolean,
-  withinMs: number,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + withinMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${withinMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }

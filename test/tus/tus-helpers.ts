@@ -1,18 +1,16 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import * as tus from 'tus-js-client';
 import { expect } from 'vitest';
-import { createTestApp, type PASSWORDS, type TestApp } from '../helpers/app.ts';
+import { createTestApp, type TestApp } from '../helpers/app.ts';
+import { FIXTURES, readResponse, type RawResponse, type User } from '../helpers/common.ts';
+import { expectErrorShape, type ErrorBody } from '../helpers/contract.ts';
 
 /** A listening app for the resumable-upload tests, spoken to over real HTTP. */
 
-export const KiB = 1024;
+export { KiB, FIXTURES, pdfOfSize, sha256, type RawResponse, type User } from '../helpers/common.ts';
 export const TUS = '/api/media/uploads';
-export const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'images');
-
-export type User = keyof typeof PASSWORDS;
 
 export interface TusApp extends TestApp {
   base: string;
@@ -124,39 +122,17 @@ export function encodeMetadata(metadata: Record<string, string>): string {
 /** The contract's error body: `{ error: { code, message, details } }`, nothing else. */
 export async function expectError(res: Response, status: number, code: string): Promise<ErrorBody> {
   const text = await res.text();
-  expect({ status: res.status, text }).toMatchObject({ status });
-  expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-  const body = JSON.parse(text) as ErrorBody;
-  expect(Object.keys(body)).toEqual(['error']);
-  expect(body.error.code).toBe(code);
-  expect(body.error.message).toEqual(expect.any(String));
-  expect(body.error.details).toEqual(expect.any(Object));
-  return body;
+  return expectErrorShape(
+    { status: res.status, contentType: res.headers.get('content-type') ?? undefined, text },
+    status,
+    code,
+  );
 }
 
-export interface ErrorBody {
-  error: { code: string; message: string; details: Record<string, unknown> };
-}
+export type { ErrorBody };
 
 export function fixture(name: string): Promise<Buffer> {
   return fs.readFile(path.join(FIXTURES, name));
-}
-
-export function sha256(data: Buffer): string {
-  return crypto.createHash('sha256').update(data).digest('hex');
-}
-
-/** `total` bytes of a PDF: a real header, then random filler (random, so no chunk repeats). */
-export function pdfOfSize(total: number): Buffer {
-  const data = crypto.randomBytes(total);
-  Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1').copy(data);
-  return data;
-}
-
-export interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
 }
 
 /**
@@ -175,17 +151,10 @@ export function rawRequest(
     const request = http.request({ host: '127.0.0.1', port, method, path, headers: options.headers });
     request.on('error', reject);
     request.on('response', (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => {
-        resolve({
-          status: response.statusCode ?? 0,
-          headers: response.headers,
-          body: Buffer.concat(chunks).toString(),
-        });
+      readResponse(response).then((result) => {
+        resolve(result);
         request.destroy();
-      });
+      }, reject);
     });
     if (options.body) request.write(options.body);
     if (!options.hold) request.end();

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { IngestSource } from '../../src/media/ingest.ts';
+import { until } from '../helpers/common.ts';
 import {
   KiB,
   TUS,
@@ -28,10 +29,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.close();
 });
-
-async function until(check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400 && !(await check()); i++) await new Promise((resolve) => setTimeout(resolve, 25));
-}
 
 describe('expiry', () => {
   test('an unfinished upload past Upload-Expires is swept: its file, its reservation, and the upload', async () => {
