@@ -36,6 +36,24 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+export interface ListeningApp extends TestApp {
+  /** http://127.0.0.1:PORT of the listening server. */
+  base: string;
+  port: number;
+  /** An access token for each test user. */
+  tokens: Record<keyof typeof PASSWORDS, string>;
+}
+
+/** A test app listening on a free port, with every test user logged in. */
+export async function startListeningApp(env: Record<string, string> = {}): Promise<ListeningApp> {
+  const t = await createTestApp(env);
+  await t.app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (t.app.server.address() as { port: number }).port;
+  const tokens = {} as Record<keyof typeof PASSWORDS, string>;
+  for (const user of ['alice', 'bob', 'root'] as const) tokens[user] = (await t.login(user)).accessToken;
+  return { ...t, base: `http://127.0.0.1:${port}`, port, tokens };
+}
+
 export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-test-'));
   const config = loadConfig({ STOWAGE_DATA_DIR: dir, STOWAGE_LOG_LEVEL: 'silent', ...env });

@@ -9,6 +9,22 @@ export const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'images
 
 export type User = keyof typeof PASSWORDS;
 
+/** A media item as the API returns it. */
+export interface MediaItem {
+  id: string;
+  filename: string;
+  mimeType: string;
+  size: number;
+  sha256: string;
+  owner: string;
+  visibility: 'private' | 'public';
+  tags: string[];
+  image: { width: number; height: number } | null;
+  createdAt: string;
+  updatedAt: string;
+  urls: { content: string; thumbnail: string | null };
+}
+
 export function sha256(data: Buffer | Uint8Array): string {
   return crypto.createHash('sha256').update(data).digest('hex');
 }

@@ -4,19 +4,15 @@ import http from 'node:http';
 import path from 'node:path';
 import sharp from 'sharp';
 import { expect } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/app.ts';
-import { FIXTURES, KiB, type User } from '../helpers/common.ts';
+import { startListeningApp, type ListeningApp } from '../helpers/app.ts';
+import { FIXTURES, KiB, type MediaItem, type User } from '../helpers/common.ts';
 import { expectErrorShape } from '../helpers/contract.ts';
 
 /** Shared helpers for the media tests: a listening app, multipart bodies, small real files. */
 
-export { KiB, MiB, FIXTURES, sha256, type User } from '../helpers/common.ts';
+export { KiB, MiB, FIXTURES, sha256, type MediaItem, type User } from '../helpers/common.ts';
 
-export interface MediaApp extends TestApp {
-  /** http://127.0.0.1:PORT of the listening server. */
-  base: string;
-  port: number;
-  tokens: Record<User, string>;
+export interface MediaApp extends ListeningApp {
   /** A JSON request through app.inject, with alice's token unless `as` says otherwise. */
   api(method: string, url: string, options?: { as?: User | null; body?: unknown }): Promise<ApiResponse>;
   /** Uploads a multipart body built from `parts` (app.inject: the body is small). */
@@ -35,27 +31,9 @@ export interface ApiResponse {
   json<T = any>(): T; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-export interface MediaItem {
-  id: string;
-  filename: string;
-  mimeType: string;
-  size: number;
-  sha256: string;
-  owner: string;
-  visibility: 'private' | 'public';
-  tags: string[];
-  image: { width: number; height: number } | null;
-  createdAt: string;
-  updatedAt: string;
-  urls: { content: string; thumbnail: string | null };
-}
-
 export async function startMediaApp(env: Record<string, string> = {}): Promise<MediaApp> {
-  const t = await createTestApp(env);
-  await t.app.listen({ port: 0, host: '127.0.0.1' });
-  const port = (t.app.server.address() as { port: number }).port;
-  const tokens = {} as Record<User, string>;
-  for (const user of ['alice', 'bob', 'root'] as const) tokens[user] = (await t.login(user)).accessToken;
+  const t = await startListeningApp(env);
+  const { tokens } = t;
   const headersFor = (as: User | null | undefined): Record<string, string> =>
     as === null ? {} : { authorization: `Bearer ${tokens[as ?? 'alice']}` };
   const wrap = (res: {
@@ -72,9 +50,6 @@ export async function startMediaApp(env: Record<string, string> = {}): Promise<M
   });
   const media: MediaApp = {
     ...t,
-    base: `http://127.0.0.1:${port}`,
-    port,
-    tokens,
     async api(method, url, options = {}) {
       const res = await t.app.inject({
         method: method as 'GET',

@@ -1,4 +1,5 @@
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
+import { png as pngOf } from '../images/image-fixtures.ts';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { patchHeaders } from '../tus/tus-helpers.ts';
@@ -21,29 +22,15 @@ afterAll(async () => {
   await app?.close();
 });
 
-function pngChunk(type: string, data: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(data.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(body));
-  return Buffer.concat([length, body, crc]);
-}
-
 /** A well-formed PNG of width×height, black and white, whose rows of zeros deflate ~1000:1. */
 function png(width: number, height: number, rows = height): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 1; // bit depth
-  ihdr[9] = 0; // greyscale
-  const idat = deflateSync(Buffer.alloc((1 + Math.ceil(width / 8)) * rows), { level: 9 });
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', idat),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
+  return pngOf(
+    width,
+    height,
+    1,
+    0,
+    deflateSync(Buffer.alloc((1 + Math.ceil(width / 8)) * rows), { level: 9 }),
+  );
 }
 
 async function stored(): Promise<{ items: number; blobs: string[]; uploads: string[] }> {

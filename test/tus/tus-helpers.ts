@@ -3,19 +3,25 @@ import http from 'node:http';
 import path from 'node:path';
 import * as tus from 'tus-js-client';
 import { expect } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/app.ts';
-import { FIXTURES, readResponse, type RawResponse, type User } from '../helpers/common.ts';
+import { startListeningApp, type ListeningApp } from '../helpers/app.ts';
+import { FIXTURES, readResponse, type MediaItem, type RawResponse, type User } from '../helpers/common.ts';
 import { expectErrorShape, type ErrorBody } from '../helpers/contract.ts';
 
 /** A listening app for the resumable-upload tests, spoken to over real HTTP. */
 
-export { KiB, FIXTURES, pdfOfSize, sha256, type RawResponse, type User } from '../helpers/common.ts';
+export {
+  KiB,
+  FIXTURES,
+  pdfOfSize,
+  sha256,
+  type MediaItem,
+  type RawResponse,
+  type User,
+} from '../helpers/common.ts';
 export const TUS = '/api/media/uploads';
 
-export interface TusApp extends TestApp {
-  base: string;
+export interface TusApp extends ListeningApp {
   endpoint: string;
-  tokens: Record<User, string>;
   bearer(user: User): { authorization: string };
   /** A raw request over HTTP (fetch), as alice unless `as` says otherwise; `as: null` sends no token. */
   request(
@@ -33,26 +39,9 @@ export interface TusApp extends TestApp {
   mediaList(as?: User): Promise<MediaItem[]>;
 }
 
-export interface MediaItem {
-  id: string;
-  filename: string;
-  mimeType: string;
-  size: number;
-  sha256: string;
-  owner: string;
-  visibility: string;
-  tags: string[];
-  image: { width: number; height: number } | null;
-  urls: { content: string; thumbnail: string | null };
-}
-
 export async function startTusApp(env: Record<string, string> = {}): Promise<TusApp> {
-  const t = await createTestApp(env);
-  await t.app.listen({ port: 0, host: '127.0.0.1' });
-  const port = (t.app.server.address() as { port: number }).port;
-  const base = `http://127.0.0.1:${port}`;
-  const tokens = {} as Record<User, string>;
-  for (const user of ['alice', 'bob', 'root'] as const) tokens[user] = (await t.login(user)).accessToken;
+  const t = await startListeningApp(env);
+  const { base, tokens } = t;
   const bearer = (user: User) => ({ authorization: `Bearer ${tokens[user]}` });
   const tusApp: TusApp = {
     ...t,
