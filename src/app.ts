@@ -94,7 +94,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
       });
     }
     await sessionRoutes(secured, authDeps);
-    await userRoutes(secured, { usageOf: (u) => services.usage.of(u), quotaBytes: config.quotaBytes });
+    await userRoutes(secured, { usageOf: (u) => services.repo.usage(u), quotaBytes: config.quotaBytes });
     await registerMultipart(secured, config.maxUploadBytes);
     await secured.register(async (items) => {
       jsonEtags(items);

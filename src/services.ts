@@ -14,7 +14,6 @@ import { SessionService } from './auth/sessions.ts';
 import { LocalInvalidationBus, type InvalidationBus } from './util/invalidation-bus.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
-import { UsageService } from './media/usage.ts';
 import type { Check } from './http/routes/ops.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { createBlobStore } from './storage/create.ts';
@@ -43,11 +42,11 @@ export interface Services {
   tokens: AccessTokens;
   sessions: SessionService;
   loginThrottle: LoginThrottle;
-  usage: UsageService;
   redis: Redis | undefined;
   storage: BlobStore;
   scanner: Scanner;
   images: ImageProcessor;
+  repo: MediaRepo;
   ingest: Ingest;
   media: MediaService;
   sweeper: Sweeper;
@@ -189,11 +188,11 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       tokens,
       sessions,
       loginThrottle: new LoginThrottle(counters, config.loginAddressLimit),
-      usage: new UsageService(database.db),
       redis,
       storage,
       scanner,
       images,
+      repo,
       ingest,
       media,
       sweeper,

@@ -135,6 +135,16 @@ export class MediaRepo {
     await this.#db.deleteFrom('reservations').where('expires_at', '<=', Date.now()).execute();
   }
 
+  /** What the user has stored (GET /api/users/me). */
+  async usage(username: string): Promise<{ files: number; bytes: number }> {
+    const row = await this.#db
+      .selectFrom('usage')
+      .select(['files', 'bytes'])
+      .where('username', '=', username)
+      .executeTakeFirst();
+    return { files: Number(row?.files ?? 0), bytes: Number(row?.bytes ?? 0) };
+  }
+
   /** Stored bytes plus live reservations, for the early (advisory) quota check while streaming. */
   async usedBytes(username: string, excludeReservation?: string): Promise<number> {
     const stored = await this.#db
