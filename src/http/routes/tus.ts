@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { AppError, type ErrorCode } from '../../errors.ts';
 import { callerOf } from '../plugins/authenticate.ts';
-import { TUS_PATH, type TusUploads } from '../tus/tus-uploads.ts';
+import { TUS_PATH, type TusOutcome, type TusUploads } from '../tus/tus-uploads.ts';
 
 const TUS_STATUS_CODES: Partial<Record<number, ErrorCode>> = {
   400: 'BAD_REQUEST',
@@ -20,10 +20,11 @@ const tags = ['uploads'];
 const description = 'tus 1.0.0 resumable uploads (creation, creation-with-upload, termination, expiration).';
 
 /**
- * Turns @tus/server's response into ours: its plain-text errors become the contract's error body
- * through the one error handler, and its CORS headers are dropped (ours apply to every route).
+ * Turns @tus/server's response into ours: our own refusals and its plain-text errors become the
+ * contract's error body through the one error handler, and its CORS headers are dropped (ours
+ * apply to every route).
  */
-async function send(reply: FastifyReply, response: Response): Promise<FastifyReply> {
+async function send(reply: FastifyReply, { response, error }: TusOutcome): Promise<FastifyReply> {
   const body = await response.text();
   for (const [name, value] of response.headers) {
     if (name.startsWith('access-control-') || name === 'content-length' || name === 'content-type') continue;
@@ -31,27 +32,12 @@ async function send(reply: FastifyReply, response: Response): Promise<FastifyRep
     const advertised = name === 'tus-extension' ? value.replace(/,?creation-defer-length/, '') : value;
     void reply.header(name, advertised);
   }
+  if (error) throw error;
   if (response.status >= 400) {
-    const parsed = parseError(body);
-    if (parsed) throw new AppError(parsed.code, parsed.message, { details: parsed.details });
     const code = TUS_STATUS_CODES[response.status] ?? (response.status >= 500 ? 'INTERNAL' : 'BAD_REQUEST');
     throw new AppError(code, response.status >= 500 ? undefined : body.trim() || undefined);
   }
   return reply.code(response.status).send(body === '' ? undefined : body);
-}
-
-function parseError(
-  body: string,
-): { code: ErrorCode; message: string; details: Record<string, unknown> } | null {
-  if (!body.startsWith('{')) return null;
-  try {
-    const parsed = JSON.parse(body) as {
-      error?: { code: ErrorCode; message: string; details: Record<string, unknown> };
-    };
-    return parsed.error ?? null;
-  } catch {
-    return null;
-  }
 }
 
 /** Upload requests: every one needs the caller's token, and only the creator can see an upload. */

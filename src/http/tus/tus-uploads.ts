@@ -44,6 +44,14 @@ interface RequestState {
   created?: string;
   /** The upload this request completed and stored; its tus copy goes once tus has answered. */
   finished?: string;
+  /** Our own refusal (quota, type, malware…), answered as it is rather than in tus's words. */
+  error?: AppError;
+}
+
+/** tus's answer, and our own error when we refused the request. */
+export interface TusOutcome {
+  response: Response;
+  error: AppError | undefined;
 }
 
 /**
@@ -68,8 +76,12 @@ export class TusUploads {
       getFileIdFromRequest: (_req, last) => (last && ID_RE.test(last) ? last : undefined),
       onUploadCreate: (req, upload) => this.#onCreate(req, upload),
       onUploadFinish: (req, upload) => this.#onFinish(req, upload),
-      onResponseError: (_req, error) => {
-        if (isAppError(error)) return { status_code: error.status, body: encodeError(error) };
+      onResponseError: (req, error) => {
+        if (isAppError(error)) {
+          const state = this.#requests.get(req);
+          if (state) state.error = error;
+          return { status_code: error.status, body: error.message };
+        }
         // tus's own protocol errors carry a status; anything else is a failure of ours or the store's.
         if (!('status_code' in error) || error.status_code >= 500)
           deps.logger.error({ err: error }, 'resumable upload failed');
@@ -86,7 +98,7 @@ export class TusUploads {
     if (holder !== owner) throw new AppError('NOT_FOUND', 'No such upload.');
   }
 
-  async handle(raw: IncomingMessage, owner: string): Promise<Response> {
+  async handle(raw: IncomingMessage, owner: string): Promise<TusOutcome> {
     const method = raw.method ?? 'GET';
     const state: RequestState = { owner };
     const request = new Request(`http://stowage.invalid${raw.url ?? TUS_PATH}`, {
@@ -105,19 +117,17 @@ export class TusUploads {
     if (rejected) {
       const id = state.created ?? uploadIdOf(response, raw.url);
       if (id) await this.#discard(id);
-      response = errorResponse(rejected);
     }
     // Refused before its body was read to the end (wrong type, offset, size): nothing reads the
     // rest, so the connection cannot carry another request. Closing it lets the client stop
     // sending; kept open, it would hang until a timeout (and hold up a graceful shutdown).
     if (!raw.complete && (method === 'PATCH' || method === 'POST'))
       response.headers.set('Connection', 'close');
-    if (rejected) return response;
-    if (method === 'DELETE' && response.status === 204) {
+    if (!rejected && method === 'DELETE' && response.status === 204) {
       const id = uploadIdOf(response, raw.url);
       if (id) await this.#deps.repo.release(id);
     }
-    return response;
+    return { response, error: rejected ?? state.error };
   }
 
   /** The request body, sniffed on its way through when it starts at byte 0. */
@@ -237,15 +247,4 @@ function uploadIdOf(response: Response, url: string | undefined): string | undef
   const location = response.headers.get('location') ?? url ?? '';
   const id = location.split('?')[0]?.split('/').pop();
   return id && ID_RE.test(id) ? id : undefined;
-}
-
-export function encodeError(error: AppError): string {
-  return JSON.stringify({ error: { code: error.code, message: error.message, details: error.details } });
-}
-
-function errorResponse(error: AppError): Response {
-  return new Response(encodeError(error), {
-    status: error.status,
-    headers: { 'Content-Type': 'application/json; charset=utf-8', 'Tus-Resumable': '1.0.0' },
-  });
 }
