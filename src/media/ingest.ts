@@ -119,19 +119,15 @@ export class Ingest {
       const { mime } = sniffer.type;
       const imageFile = spool ?? blobFile;
       const dims = kindOf(mime) === 'image' && imageFile ? await deps.images.probe(imageFile, mime) : null;
-      const removeSpool = async () => {
-        if (spool) await fsp.rm(spool, { force: true });
-      };
       return this.#staged(source, {
         id,
-        key,
         mime,
         size: meter.bytes,
         sha256: meter.sha256,
         dims,
         writer,
         cleanup,
-        removeSpool,
+        spool,
       });
     } catch (error) {
       await cleanup().catch(() => undefined);
@@ -145,14 +141,14 @@ export class Ingest {
     source: IngestSource,
     file: {
       id: string;
-      key: string;
       mime: string;
       size: number;
       sha256: string;
       dims: { width: number; height: number } | null;
       writer: BlobWriter;
+      /** Aborts the scan and the writer (which removes a committed blob too) and the spool. */
       cleanup: () => Promise<void>;
-      removeSpool: () => Promise<void>;
+      spool: string | undefined;
     },
   ): StagedUpload {
     const deps = this.#deps;
@@ -189,16 +185,15 @@ export class Ingest {
           await file.writer.commit();
           await deps.repo.insert(record, deps.quotaBytes, source.reservationId);
         } catch (error) {
-          // The blob may already be at its final key: remove it, the row never came to be.
+          // The row never came to be: aborting the writer also removes a blob already committed.
           await discard().catch(() => undefined);
-          await deps.storage.delete(file.key).catch(() => undefined);
           const appError = asUploadError(error);
           deps.metrics.uploads.inc({ path: source.via, outcome: appError.code });
           throw appError;
         }
         settled = true;
         // Not cleanup(): aborting a committed writer would delete the stored blob.
-        await file.removeSpool().catch(() => undefined);
+        if (file.spool) await fsp.rm(file.spool, { force: true }).catch(() => undefined);
         deps.metrics.uploads.inc({ path: source.via, outcome: 'stored' });
         deps.metrics.uploadedBytes.inc(file.size);
         return record;
