@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process.ts';
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -22,52 +22,9 @@ import {
  * once, blobs without a row once they are old enough not to belong to an upload in progress.
  */
 
-interface Server {
-  port: number;
-  kill(signal: NodeJS.Signals): Promise<void>;
-}
-
-/** The real server process (src/main.ts) on `dataDir`, listening on a free port. */
-async function startServer(dataDir: string): Promise<Server> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('STOWAGE_')));
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [path.join(import.meta.dirname, '..', '..', 'src', 'main.ts')],
-    {
-      cwd: dataDir,
-      env: {
-        ...env,
-        STOWAGE_DATA_DIR: dataDir,
-        STOWAGE_HOST: '127.0.0.1',
-        STOWAGE_PORT: '0',
-        STOWAGE_LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let output = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the server did not start:\n${output}`)), 20_000);
-    const onData = (data: Buffer) => {
-      output = (output + data.toString()).slice(-8000);
-      const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    void exited.then(() => reject(new Error(`the server exited:\n${output}`)));
-  });
-  return {
-    port,
-    async kill(signal) {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
+/** The real server process on `dataDir`. */
+function startServer(dataDir: string): Promise<ServerProcess> {
+  return startServerProcess({ cwd: dataDir, env: { STOWAGE_DATA_DIR: dataDir } });
 }
 
 async function login(port: number): Promise<string> {
@@ -85,7 +42,7 @@ describe('a server killed in the middle of an upload', () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-crash-'));
     const users = `alice:${await new PasswordHasher().hash(PASSWORDS.alice)}\n`;
     await fs.writeFile(path.join(dir, 'users'), users, { mode: 0o600 });
-    let server: Server | undefined;
+    let server: ServerProcess | undefined;
     try {
       server = await startServer(dir);
       const port = server.port;

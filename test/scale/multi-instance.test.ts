@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadHmacKey, loadSigningKey } from '../../src/auth/keys.ts';
 import { startS3Server, type TestS3Server } from '../helpers/s3.ts';
+import { startServerProcess } from '../helpers/server-process.ts';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/postgres.ts';
 import { REDIS_DB, flushRedisDb, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
 import { MiB, pdfOfSize, s3Env, sha256, tusUpload, until, uploadMultipart } from './scale-helpers.ts';
@@ -39,7 +40,7 @@ interface Instance {
   name: string;
   base: string;
   process: ChildProcess;
-  output: string[];
+  output: () => string;
 }
 
 describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', () => {
@@ -98,7 +99,7 @@ describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', (
       const tail = (text: string) => text.split('\n').slice(-30).join('\n');
       const nginxErrors = proxy ? await fs.readFile(proxy.errorLog, 'utf8').catch(() => '') : '';
       for (const instance of [a, b])
-        if (instance) console.error(`--- instance ${instance.name}:\n${tail(instance.output.join(''))}`);
+        if (instance) console.error(`--- instance ${instance.name}:\n${tail(instance.output())}`);
       console.error(`--- nginx error log:\n${tail(nginxErrors)}`);
     });
   });
@@ -130,44 +131,14 @@ describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', (
   }
 
   async function startInstance(name: string, env: Record<string, string>): Promise<Instance> {
-    const dataDir = path.join(tmp, `data-${name}`);
-    const child = spawn(process.execPath, [path.join(ROOT, 'src', 'main.ts')], {
-      // Its own working directory: no developer's .env is read.
+    // Its own working directory: no developer's .env is read.
+    const server = await startServerProcess({
       cwd: tmp,
-      env: {
-        PATH: process.env.PATH ?? '',
-        ...env,
-        STOWAGE_DATA_DIR: dataDir,
-        STOWAGE_HOST: '127.0.0.1',
-        STOWAGE_PORT: '0',
-        STOWAGE_LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      name: `instance ${name}`,
+      env: { ...env, STOWAGE_DATA_DIR: path.join(tmp, `data-${name}`) },
     });
-    children.push(child);
-    const output: string[] = [];
-    const base = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`instance ${name} did not start:\n${output.join('')}`)),
-        30_000,
-      );
-      const onData = (chunk: Buffer) => {
-        output.push(chunk.toString());
-        if (output.length > 2000) output.splice(0, 1000);
-        const found = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output.join(''));
-        if (found?.[1]) {
-          clearTimeout(timer);
-          resolve(found[1]);
-        }
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`instance ${name} exited with ${code}:\n${output.join('')}`));
-      });
-    });
-    return { name, base, process: child, output };
+    children.push(server.child);
+    return { name, base: server.base, process: server.child, output: () => server.output() };
   }
 
   async function startNginx(upstreams: Instance[]) {
