@@ -59,6 +59,28 @@ async function expectNothingLeft(uploadPath?: string): Promise<void> {
   expect(await app.mediaList()).toEqual([]);
 }
 
+/**
+ * Creates an upload of `data` and sends it in two PATCHes split at `split`: the first must be
+ * accepted (204); the answer to the second, which completes the upload, is returned.
+ */
+async function inTwoPatches(
+  data: Buffer,
+  split: number,
+  options: { metadata?: Record<string, string> } = {},
+): Promise<{ uploadPath: string; last: Response }> {
+  const uploadPath = await app.create(data.length, options);
+  const first = await app.request('PATCH', uploadPath, {
+    headers: patchHeaders(0),
+    body: data.subarray(0, split),
+  });
+  expect(first.status).toBe(204);
+  const last = await app.request('PATCH', uploadPath, {
+    headers: patchHeaders(split),
+    body: data.subarray(split),
+  });
+  return { uploadPath, last };
+}
+
 describe('the type, checked on the first bytes', () => {
   test.each([
     ['HTML', html(64 * KiB), undefined],
@@ -108,16 +130,7 @@ describe('the type, checked on the first bytes', () => {
 
   test('an allowed type goes on; a head too short to decide is checked at completion', async () => {
     const page = html(8 * KiB);
-    const uploadPath = await app.create(page.length);
-    const first = await app.request('PATCH', uploadPath, {
-      headers: patchHeaders(0),
-      body: page.subarray(0, 2 * KiB),
-    });
-    expect(first.status).toBe(204);
-    const last = await app.request('PATCH', uploadPath, {
-      headers: patchHeaders(2 * KiB),
-      body: page.subarray(2 * KiB),
-    });
+    const { uploadPath, last } = await inTwoPatches(page, 2 * KiB);
     await expectError(last, 415, 'UNSUPPORTED_MEDIA_TYPE');
     await expectNothingLeft(uploadPath);
   });
@@ -127,15 +140,8 @@ describe('checks on the finished file', () => {
   test('a broken JPEG → 422 INVALID_FILE on the completing PATCH, nothing stored', async () => {
     const photo = await fixture('DSCN0025.jpg');
     const broken = photo.subarray(0, Math.floor(photo.length * 0.6));
-    const uploadPath = await app.create(broken.length, { metadata: { filename: 'broken.jpg' } });
-    const first = await app.request('PATCH', uploadPath, {
-      headers: patchHeaders(0),
-      body: broken.subarray(0, 32 * KiB),
-    });
-    expect(first.status).toBe(204);
-    const last = await app.request('PATCH', uploadPath, {
-      headers: patchHeaders(32 * KiB),
-      body: broken.subarray(32 * KiB),
+    const { uploadPath, last } = await inTwoPatches(broken, 32 * KiB, {
+      metadata: { filename: 'broken.jpg' },
     });
     await expectError(last, 422, 'INVALID_FILE');
     expect(last.headers.get('media-id')).toBeNull();
@@ -151,15 +157,8 @@ describe('checks on the finished file', () => {
 
     test('an infected file → 422 MALWARE_DETECTED naming the signature on the completing PATCH', async () => {
       const data = infectedPdf();
-      const uploadPath = await app.create(data.length, { metadata: { filename: 'invoice.pdf' } });
-      const first = await app.request('PATCH', uploadPath, {
-        headers: patchHeaders(0),
-        body: data.subarray(0, 16 * KiB),
-      });
-      expect(first.status).toBe(204);
-      const last = await app.request('PATCH', uploadPath, {
-        headers: patchHeaders(16 * KiB),
-        body: data.subarray(16 * KiB),
+      const { uploadPath, last } = await inTwoPatches(data, 16 * KiB, {
+        metadata: { filename: 'invoice.pdf' },
       });
       const body = await expectError(last, 422, 'MALWARE_DETECTED');
       expect(body.error.details.signature).toBe(EICAR_SIGNATURE);
