@@ -13,6 +13,7 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
   CONFLICT: { status: 409, message: 'The request conflicts with the current state.' },
   GONE: { status: 410, message: 'The resource is gone.' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request took too long to arrive.' },
   PRECONDITION_FAILED: { status: 412, message: 'A precondition failed.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The payload is too large.' },
   QUOTA_EXCEEDED: { status: 413, message: 'This upload would exceed your storage quota.' },
@@ -21,9 +22,12 @@ export const ERRORS = {
   MALWARE_DETECTED: { status: 422, message: 'The file was rejected by the malware scanner.' },
   INVALID_FILE: { status: 422, message: 'The file cannot be processed.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests. Try again later.' },
+  // tus checksum extension: the bytes of a PATCH did not match its Upload-Checksum.
+  CHECKSUM_MISMATCH: { status: 460, message: 'The upload checksum does not match the bytes sent.' },
   INTERNAL: { status: 500, message: 'An unexpected error occurred.' },
   SCANNER_UNAVAILABLE: { status: 503, message: 'The malware scanner is unavailable; nothing was stored.' },
   UNAVAILABLE: { status: 503, message: 'The service is busy. Try again later.' },
+  INSUFFICIENT_STORAGE: { status: 507, message: 'The server has no room to store this; nothing was kept.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -51,6 +55,24 @@ export class AppError extends Error {
     this.details = options.details ?? {};
     this.headers = options.headers ?? {};
   }
+}
+
+/** One entry of a 400 VALIDATION_FAILED's `details.issues`. */
+export interface ValidationIssue {
+  path: string;
+  message: string;
+}
+
+/** 400 VALIDATION_FAILED naming what is wrong: the one way to build `details.issues`. */
+export function validationFailed(
+  issues: ValidationIssue | ValidationIssue[],
+  message?: string,
+  options: Omit<AppErrorOptions, 'details'> = {},
+): AppError {
+  return new AppError('VALIDATION_FAILED', message, {
+    ...options,
+    details: { issues: Array.isArray(issues) ? issues : [issues] },
+  });
 }
 
 export function isAppError(error: unknown): error is AppError {

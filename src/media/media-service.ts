@@ -1,5 +1,5 @@
 import type { BlobStore } from '../storage/blob-store.ts';
-import { AppError } from '../errors.ts';
+import { AppError, validationFailed } from '../errors.ts';
 import type { Caller } from '../http/caller.ts';
 import type { MediaKind } from './file-types.ts';
 import { sanitizeFilename } from './filename.ts';
@@ -113,9 +113,7 @@ export class MediaService {
     if (patch.filename !== undefined) {
       clean.filename = sanitizeFilename(patch.filename, '');
       if (clean.filename === '') {
-        throw new AppError('VALIDATION_FAILED', undefined, {
-          details: { issues: [{ path: 'body.filename', message: 'must contain a usable file name' }] },
-        });
+        throw validationFailed({ path: 'body.filename', message: 'must contain a usable file name' });
       }
     }
     if (patch.visibility !== undefined) clean.visibility = patch.visibility;
@@ -174,9 +172,7 @@ export class MediaService {
       typeof payload.i === 'string' &&
       (typeof payload.v === 'string' || typeof payload.v === 'number');
     if (!valid) {
-      throw new AppError('VALIDATION_FAILED', undefined, {
-        details: { issues: [{ path: 'query.cursor', message: 'is not a cursor of this listing' }] },
-      });
+      throw validationFailed({ path: 'query.cursor', message: 'is not a cursor of this listing' });
     }
     return { value: payload.v as string | number, id: payload.i as string };
   }

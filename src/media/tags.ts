@@ -1,4 +1,4 @@
-import { AppError } from '../errors.ts';
+import { validationFailed, type ValidationIssue } from '../errors.ts';
 
 export const MAX_TAGS = 32;
 export const MAX_TAG_LENGTH = 64;
@@ -6,7 +6,7 @@ export const MAX_TAG_LENGTH = 64;
 /** Tags are trimmed, lower-cased, de-duplicated and bounded, so filters match what users meant. */
 export function normalizeTags(raw: readonly string[], field = 'tags'): string[] {
   const tags = [...new Set(raw.map((t) => t.normalize('NFC').trim().toLowerCase()).filter(Boolean))];
-  const problems: { path: string; message: string }[] = [];
+  const problems: ValidationIssue[] = [];
   if (tags.length > MAX_TAGS) problems.push({ path: field, message: `at most ${MAX_TAGS} tags` });
   for (const tag of tags) {
     // eslint-disable-next-line no-control-regex -- matching control characters is the point
@@ -17,8 +17,7 @@ export function normalizeTags(raw: readonly string[], field = 'tags'): string[] 
       });
     }
   }
-  if (problems.length > 0)
-    throw new AppError('VALIDATION_FAILED', undefined, { details: { issues: problems } });
+  if (problems.length > 0) throw validationFailed(problems);
   return tags.sort();
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { AppError } from '../../errors.ts';
+import { AppError, validationFailed } from '../../errors.ts';
 import { negotiateFormat } from '../../images/negotiate-format.ts';
 import type { Thumbnails } from '../../media/thumbnails.ts';
 import { errors } from '../schemas.ts';
@@ -36,9 +36,7 @@ export async function thumbnailRoutes(
       if (item.kind !== 'image')
         throw new AppError('NOT_FOUND', 'This item has no thumbnail: it is not an image.');
       if (!deps.sizes.includes(size)) {
-        throw new AppError('VALIDATION_FAILED', undefined, {
-          details: { issues: [{ path: 'query.size', message: `must be one of ${deps.sizes.join(', ')}` }] },
-        });
+        throw validationFailed({ path: 'query.size', message: `must be one of ${deps.sizes.join(', ')}` });
       }
       const format = negotiateFormat(request.headers.accept);
       void reply.header('Vary', 'Accept');

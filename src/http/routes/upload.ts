@@ -1,12 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, isAppError } from '../../errors.ts';
+import { AppError, isAppError, validationFailed } from '../../errors.ts';
 import type { Ingest, StagedUpload } from '../../media/ingest.ts';
 import { tooLarge } from '../../media/stream-stages.ts';
 import type { MediaRecord, Visibility } from '../../media/media-repo.ts';
 import { parseTagList } from '../../media/tags.ts';
 
 function invalid(path: string, message: string): AppError {
-  return new AppError('VALIDATION_FAILED', undefined, { details: { issues: [{ path, message }] } });
+  return validationFailed({ path, message });
 }
 
 /**

@@ -1,0 +1,15 @@
+import type { Clock } from '../../src/util/clock.ts';
+
+/** A clock that only moves when told to. */
+export class ManualClock implements Clock {
+  #now: number;
+  constructor(start = Date.UTC(2026, 0, 1)) {
+    this.#now = start;
+  }
+  now(): number {
+    return this.#now;
+  }
+  advance(ms: number): void {
+    this.#now += ms;
+  }
+}
