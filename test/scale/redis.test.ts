@@ -13,6 +13,7 @@ import { SessionService } from '../../src/auth/sessions.ts';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
 import type { InvalidationEvent } from '../../src/util/invalidation-bus.ts';
 import { REDIS_DB, flushRedisDb, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
+import { ManualClock } from '../helpers/clock.ts';
 import { until } from './scale-helpers.ts';
 
 /**
@@ -132,8 +133,9 @@ describe.skipIf(!redisAvailable())('Redis', () => {
       let database: DatabaseHandle | undefined;
       try {
         database = await openDatabase({ kind: 'sqlite', file: path.join(dir, 'stowage.db') });
-        // Long caches, so only the broadcast can make the second instance notice.
-        const opts = { refreshTtlSeconds: 3600, cacheTtlMs: 60_000 };
+        // A clock that stands still: the caches never expire, so only the broadcast can make the
+        // second instance notice.
+        const opts = { refreshTtlSeconds: 3600, cacheTtlMs: 1_000, clock: new ManualClock() };
         const one = new SessionService(database.db, await bus(), opts);
         const two = new SessionService(database.db, await bus(), opts);
         const user = `user-${crypto.randomUUID()}`;
