@@ -193,10 +193,11 @@ export class MediaService {
   /** Ends one of the item's links on every instance; 404 unless it is a live link of this item. */
   async revokeLink(caller: Caller, id: string, linkId: string): Promise<void> {
     await this.getFor(caller, id);
-    const deleted = await this.#repo.deleteLink(id, linkId, this.#clock.now());
+    if (!(await this.#repo.deleteLink(id, linkId, this.#clock.now()))) {
+      throw new AppError('NOT_FOUND', 'No such link.');
+    }
     this.#forget([], [linkId]);
     await this.#bus.publish({ linkIds: [linkId] });
-    if (!deleted) throw new AppError('NOT_FOUND', 'No such link.');
   }
 
   /** Throws 401 unless `token` is a live, unrevoked link for exactly this item. */

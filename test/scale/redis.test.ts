@@ -128,6 +128,17 @@ describe.skipIf(!redisAvailable())('Redis', () => {
       expect(toA.find((e) => e.username === fromB.username)).toEqual(fromB);
     });
 
+    it('never fails or holds up the change it announces when Redis cannot take the message', async () => {
+      const warnings: string[] = [];
+      const recording = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+      const client = connect();
+      const created = await RedisInvalidationBus.create(client, recording);
+      buses.push(created);
+      client.disconnect(); // the publishing connection is gone; the change is already in the database
+      await expect(created.publish({ sessionIds: [crypto.randomUUID()] })).resolves.toBeUndefined();
+      await until(() => warnings.some((w) => w.includes('could not broadcast')), 5000);
+    });
+
     it('ends a session on every instance within a second of its revocation on one', async () => {
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-redis-'));
       let database: DatabaseHandle | undefined;
