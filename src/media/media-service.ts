@@ -62,7 +62,10 @@ export class MediaService {
     /** Verifies the self-contained link tokens issued before links were records. */
     legacyLinks: Signer;
     bus: InvalidationBus;
-    /** How long a looked-up item or link is trusted (capped at ACCESS_CACHE_TTL_MS); changes on this instance clear it at once. */
+    /**
+     * How long a looked-up item or link is trusted (capped at ACCESS_CACHE_TTL_MS); changes on
+     * this instance clear it at once.
+     */
     cacheTtlMs: number;
     clock?: Clock;
   }) {

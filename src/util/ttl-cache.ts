@@ -10,7 +10,7 @@ import { systemClock, type Clock } from './clock.ts';
 export const ACCESS_CACHE_TTL_MS = 1_000;
 
 export interface TtlCacheOptions {
-  /** How long a loaded value is served without loading it again; at most ACCESS_CACHE_TTL_MS for access decisions. */
+  /** How long a loaded value is served without loading it again (for access: ACCESS_CACHE_TTL_MS at most). */
   ttlMs: number;
   /** Entries kept at most; when full, the cache starts over (a bound on memory, not an LRU). */
   maxEntries: number;
