@@ -108,7 +108,9 @@ function lookupSuite(
 
     it('refuses 1001 digests, and digests that are not 64 lowercase hex digits, with 400', async () => {
       const many = Array.from({ length: 1001 }, (_, n) => digest(n));
-      expectError(await lookup(many), 400, 'VALIDATION_FAILED');
+      const tooMany = await lookup(many);
+      expectError(tooMany, 400, 'VALIDATION_FAILED');
+      expect(tooMany.json()).toMatchObject({ error: { details: { issues: [{ path: 'body.sha256' }] } } });
       const good = digest(0);
       for (const bad of [
         good.toUpperCase(),
@@ -120,7 +122,10 @@ function lookupSuite(
         42,
         null,
       ]) {
-        expectError(await lookup([good, bad]), 400, 'VALIDATION_FAILED');
+        const res = await lookup([good, bad]);
+        expectError(res, 400, 'VALIDATION_FAILED');
+        // Names the digest that is wrong.
+        expect(res.json()).toMatchObject({ error: { details: { issues: [{ path: 'body.sha256.1' }] } } });
       }
       for (const body of [{}, { sha256: good }, { sha256: [good], extra: true }, [good]]) {
         expectError(await app.api('POST', '/api/media/lookup', { body }), 400, 'VALIDATION_FAILED');
