@@ -151,6 +151,8 @@ class RedisLock implements Lock {
   /** Until when the lease is known to hold (from the send time of the last successful renewal). */
   #confirmedUntil = 0;
   #renewal: NodeJS.Timeout | undefined;
+  /** Counts holds, so a renewal still under way from an earlier hold of this lock stops. */
+  #generation = 0;
 
   constructor(id: string, hub: LockHub, opts: Required<RedisLockerOptions>) {
     this.#id = id;
@@ -229,16 +231,16 @@ class RedisLock implements Lock {
     this.#requestRelease = requestRelease;
     this.#confirmedUntil = sentAt + this.#opts.leaseMs;
     this.#hub.holders.set(this.#id, this);
-    this.#scheduleRenewal();
+    this.#scheduleRenewal(++this.#generation);
   }
 
-  #scheduleRenewal(): void {
+  #scheduleRenewal(generation: number): void {
     const every = Math.max(1, Math.floor(this.#opts.leaseMs / 3));
-    this.#renewal = setTimeout(() => void this.#renew(every), every);
+    this.#renewal = setTimeout(() => void this.#renew(every, generation), every);
     this.#renewal.unref();
   }
 
-  async #renew(every: number): Promise<void> {
+  async #renew(every: number, generation: number): Promise<void> {
     const sentAt = Date.now();
     let renewed: unknown;
     try {
@@ -249,12 +251,12 @@ class RedisLock implements Lock {
     } catch {
       renewed = undefined;
     }
-    if (!this.#holding) return;
+    if (!this.#holding || generation !== this.#generation) return;
     if (renewed === 1) this.#confirmedUntil = sentAt + this.#opts.leaseMs;
     // The lease ran out (another request may hold the lock now), or it will before we can renew
     // again: the holder must stop writing, as when a waiter asks it to.
     else if (renewed === 0 || Date.now() + every >= this.#confirmedUntil) return this.#loseLease();
-    this.#scheduleRenewal();
+    this.#scheduleRenewal(generation);
   }
 
   #loseLease(): void {

@@ -244,6 +244,18 @@ export function lockerContract(name: string, instances: Instances): void {
       expect({ most, served }).toEqual({ most: 1, served: 8 });
     });
 
+    it('can be taken again by the same request after it unlocked, and then held as before', async () => {
+      const [a, b] = await instances({ leaseMs: 300 });
+      const id = newId();
+      const lock = a.newLock(id);
+      await lock.lock(forever(), noop);
+      await lock.unlock();
+      await lock.lock(within(3000), noop);
+      await expectHeld(b, id);
+      await lock.unlock();
+      await expectFree(b, id);
+    });
+
     it('locks different uploads independently', async () => {
       const [a, b] = await instances({ acquireTimeoutMs: 1000 });
       const [one, two] = [newId(), newId()];
