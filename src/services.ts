@@ -33,6 +33,7 @@ import { TusUploads } from './http/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
 import type { Locker } from '@tus/utils';
+import { MemoryLocker } from './cluster/memory-locker.ts';
 
 export interface Services {
   config: Config;
@@ -82,7 +83,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     let redis: Redis | undefined;
     let bus: InvalidationBus = new LocalInvalidationBus();
     let counters: CounterStore = new MemoryCounterStore();
-    let locker: Locker | undefined;
+    // Upload locks with tus's hand-over (a waiting request asks the holder to let go).
+    let locker: Locker = new MemoryLocker();
     if (config.redisUrl) {
       // Loaded only when configured, like the other optional backends.
       const [{ Redis }, { RedisInvalidationBus }, { RedisCounterStore }, { RedisLocker }] = await Promise.all(
@@ -102,7 +104,9 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       bus = await RedisInvalidationBus.create(client, logger);
       closers.push(() => bus.close());
       counters = new RedisCounterStore(client);
-      locker = new RedisLocker(client);
+      const redisLocker = new RedisLocker(client);
+      closers.push(() => redisLocker.close());
+      locker = redisLocker;
     }
 
     // What decides access is cached for at most a second, with or without Redis: pub/sub can lose
@@ -166,7 +170,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,
       logger,
-      ...(locker ? { locker } : {}),
+      locker,
     });
     const sweeper = new Sweeper({
       storage,

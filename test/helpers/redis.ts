@@ -13,6 +13,8 @@ let told = false;
 export const REDIS_DB = {
   redisUnit: 11,
   multiInstance: 12,
+  locker: 5,
+  uploadLockHandover: 6,
   revocation: 3,
 } as const;
 
