@@ -12,6 +12,7 @@ import { AccessTokens } from './auth/tokens.ts';
 import { loadSigningKey } from './auth/keys.ts';
 import { SessionService } from './auth/sessions.ts';
 import { LocalInvalidationBus, type InvalidationBus } from './util/invalidation-bus.ts';
+import { ACCESS_CACHE_TTL_MS } from './util/ttl-cache.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
 import type { Check } from './http/routes/ops.ts';
@@ -108,8 +109,9 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       locker = redisLocker;
     }
 
-    // With several instances and no Redis to carry invalidations, a short cache bounds staleness.
-    const cacheTtlMs = redis ? 60_000 : 1_000;
+    // What decides access is cached for at most a second, with or without Redis: pub/sub can lose
+    // an invalidation, and a revocation must hold on every instance within 1 s regardless.
+    const cacheTtlMs = ACCESS_CACHE_TTL_MS;
     const sessions = new SessionService(database.db, bus, {
       refreshTtlSeconds: config.refreshTokenTtl,
       cacheTtlMs,
@@ -154,7 +156,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       repo,
       storage,
       cursors: new Signer(secret, 'cursor'),
-      links: new Signer(secret, 'link'),
+      links: new Signer(secret, 'link-record'),
+      legacyLinks: new Signer(secret, 'link'),
       bus,
       cacheTtlMs,
     });
