@@ -67,6 +67,48 @@ describe('PasswordHasher', () => {
     expect(hasher.needsRehash(alice.hash)).toBe(true);
   });
 
+  it('spends on a bcrypt line at least the argon2id work an unknown user costs', async ({ skip }) => {
+    skip(!htpasswdAvailable, NO_HTPASSWD);
+    // Measured by the work done, not by the clock: a cheap bcrypt line ($2y$05$, htpasswd's
+    // default cost) alone would answer several times faster than the unknown-user verification.
+    const out = execFileSync('htpasswd', ['-B', '-C', '5', '-n', '-b', 'alice', 'secretpw1'], {
+      encoding: 'utf8',
+    });
+    const bcryptHash = out.trim().split(':')[1]!;
+    const argonHash = await hasher.hash('secretpw1');
+    const work = async (fn: () => Promise<boolean>) => {
+      const before = hasher.stats;
+      const result = await fn();
+      const after = hasher.stats;
+      return {
+        result,
+        argon2id: after.argon2idVerifications - before.argon2idVerifications,
+        bcrypt: after.bcryptVerifications - before.bcryptVerifications,
+      };
+    };
+    expect(await work(() => hasher.verify(bcryptHash, 'wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 1,
+      bcrypt: 1,
+    });
+    expect(await work(() => hasher.verify(bcryptHash, 'secretpw1'))).toMatchObject({ result: true });
+    expect(await work(() => hasher.verifyDummy('wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 1,
+      bcrypt: 0,
+    });
+    expect(await work(() => hasher.verify(argonHash, 'wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 1,
+      bcrypt: 0,
+    });
+    expect(await work(() => hasher.verify('$apr1$x$y', 'wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 1,
+      bcrypt: 0,
+    });
+  });
+
   it('never verifies $apr1$, {SHA}, crypt, plaintext or weak argon2 variants', async () => {
     const password = 'secretpw1';
     const sha = '{SHA}' + createHash('sha1').update(password).digest('base64');
