@@ -63,7 +63,10 @@ function diff(before: ReadonlyMap<string, UserRecord>, after: ReadonlyMap<string
     if (!now) change.removed.push(name);
     else {
       if (now.hash !== old.hash) {
-        if (now.rehashOf === rehashMarker(old.hash)) change.rehashed.push(name);
+        // A rehash, or a copy of the file put back to the line that was just rehashed: the same
+        // password either way (see UserRecord.rehashOf).
+        const sameSecret = now.rehashOf === rehashMarker(old.hash) || old.rehashOf === rehashMarker(now.hash);
+        if (sameSecret) change.rehashed.push(name);
         else change.credentialsChanged.push(name);
       }
       if (!sameRoles(now.roles, old.roles)) change.rolesChanged.push(name);

@@ -240,6 +240,13 @@ describe('UsersStore.upgradeHash', () => {
     const edited = nextChange(other);
     replace(file, `alice:${H2} # rehash-of:${rehashMarker(H1)}\nbob:${H2}\n`);
     expect(await edited).toMatchObject({ rehashed: [], credentialsChanged: ['alice'] });
+    // A file put back to the line a rehash replaced holds the same password: not a change either.
+    const rehashed = nextChange(other);
+    await store.upgradeHash('alice', H2, () => Promise.resolve(H3));
+    expect(await rehashed).toMatchObject({ rehashed: ['alice'], credentialsChanged: [] });
+    const putBack = nextChange(other);
+    replace(file, `alice:${H2}\nbob:${H2}\n`);
+    expect(await putBack).toMatchObject({ rehashed: ['alice'], credentialsChanged: [] });
     // So is a bare new hash, and a hash change of a line that was never rehashed.
     const again = nextChange(other);
     replace(file, `alice:${H1}\nbob:${H3} # rehash-of:0123456789abcdef\n`);
