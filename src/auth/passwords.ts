@@ -162,24 +162,27 @@ export class PasswordHasher {
    *
    * A wrong password must answer in the same time whatever the user's line holds, and as an
    * unknown user does (the dummy argon2id verification), or the answer time tells which users
-   * exist and which still have a (cheaper) bcrypt line. So a bcrypt line is verified alongside a
-   * dummy argon2id verification, in parallel, and answers when both are done: never earlier than an
-   * unknown user, and for the costs htpasswd writes (-B defaults to cost 5, a few ms) bcrypt ends
-   * first, so the time is the argon2id time. Doing the same real work rather than sleeping to a
-   * measured floor keeps the times equal under load too, when every verification slows down alike.
-   * A bcrypt cost dearer than the argon2id parameters would still answer later than an unknown user;
-   * the line is rewritten as argon2id at the user's next successful login (needsRehash).
+   * exist and which still have a (cheaper) bcrypt line. So a bcrypt line, or an argon2id line with
+   * parameters below the current ones, is verified alongside a dummy argon2id verification, in
+   * parallel, and answers when both are done: never earlier than an unknown user, and for the costs
+   * htpasswd writes (-B defaults to cost 5, a few ms) bcrypt ends first, so the time is the argon2id
+   * time. Doing the same real work rather than sleeping to a measured floor keeps the times equal
+   * under load too, when every verification slows down alike. A bcrypt cost dearer than the
+   * argon2id parameters would still answer later than an unknown user; such lines are rewritten as
+   * argon2id at the user's next successful login (needsRehash).
    */
   async verify(hash: string, password: string): Promise<boolean> {
     if (!isUsableHash(hash) || [...password].length > MAX_PASSWORD_LENGTH) {
       return this.verifyDummy(password);
     }
-    if (hashScheme(hash) === 'argon2id') {
+    const argon2id = hashScheme(hash) === 'argon2id';
+    if (argon2id && !this.needsRehash(hash)) {
       return this.#limiter.run(() => this.#argon2Verify(hash, normalize(password)));
     }
+    // bcrypt, or argon2id with parameters cheaper than today's (as cheap as the file allows).
     return this.#limiter.run(async () => {
       const [ok] = await Promise.all([
-        this.#bcryptVerify(hash, password),
+        argon2id ? this.#argon2Verify(hash, normalize(password)) : this.#bcryptVerify(hash, password),
         this.#argon2Verify(this.#dummyHash, normalize(password)),
       ]);
       return ok;

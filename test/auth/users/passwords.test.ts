@@ -2,6 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as argon2 from '@node-rs/argon2';
+import type { Algorithm } from '@node-rs/argon2';
 import { describe, expect, it } from 'vitest';
 import { hashScheme, isUsableHash, OWASP_ARGON2ID_MIN, PasswordHasher } from '../../../src/auth/passwords.ts';
 import { parseUsersFile } from '../../../src/auth/user-file.ts';
@@ -102,6 +104,14 @@ describe('PasswordHasher', () => {
       argon2id: 1,
       bcrypt: 0,
     });
+    // An argon2id line cheaper than today's parameters is topped up the same way.
+    const cheap = await argon2.hash('secretpw1', { algorithm: 2 as Algorithm, memoryCost: 64, timeCost: 1 });
+    expect(await work(() => hasher.verify(cheap, 'wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 2,
+      bcrypt: 0,
+    });
+    expect(await work(() => hasher.verify(cheap, 'secretpw1'))).toMatchObject({ result: true });
     expect(await work(() => hasher.verify('$apr1$x$y', 'wrong-pw-1'))).toEqual({
       result: false,
       argon2id: 1,
