@@ -33,6 +33,7 @@ import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
 import type { Locker } from '@tus/utils';
 import type { Clock } from './util/clock.ts';
+import { MemoryLocker } from './cluster/memory-locker.ts';
 
 export interface Services {
   config: Config;
@@ -91,7 +92,8 @@ export async function createServices(
     let redis: Redis | undefined;
     let bus: InvalidationBus = new LocalInvalidationBus();
     let counters: CounterStore = new MemoryCounterStore();
-    let locker: Locker | undefined;
+    // Upload locks with tus's hand-over (a waiting request asks the holder to let go).
+    let locker: Locker = new MemoryLocker();
     if (config.redisUrl) {
       // Loaded only when configured, like the other optional backends.
       const [{ Redis }, { RedisInvalidationBus }, { RedisCounterStore }, { RedisLocker }] = await Promise.all(
@@ -111,7 +113,9 @@ export async function createServices(
       bus = await RedisInvalidationBus.create(client, logger);
       closers.push(() => bus.close());
       counters = new RedisCounterStore(client);
-      locker = new RedisLocker(client);
+      const redisLocker = new RedisLocker(client);
+      closers.push(() => redisLocker.close());
+      locker = redisLocker;
     }
 
     // With several instances and no Redis to carry invalidations, a short cache bounds staleness.
@@ -176,7 +180,7 @@ export async function createServices(
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,
       logger,
-      ...(locker ? { locker } : {}),
+      locker,
     });
     const sweeper = new Sweeper({
       storage,

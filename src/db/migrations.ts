@@ -106,6 +106,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('reservations').addColumn('completing_at', 'bigint').execute();
     },
   },
+  '0004_media_sha256_index': {
+    async up(db: Kysely<unknown>) {
+      // POST /api/media/lookup: a user's items by content hash, newest first within each hash.
+      await db.schema
+        .createIndex('media_owner_sha256')
+        .on('media')
+        .columns(['owner', 'sha256', 'created_at', 'id'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -32,6 +32,9 @@ export const SORTS = {
 } as const;
 export type SortKey = keyof typeof SORTS;
 
+/** Digests per lookup query. */
+const LOOKUP_CHUNK = 1000;
+
 export interface ListQuery {
   owner: string;
   limit: number;
@@ -230,6 +233,37 @@ export class MediaRepo {
         .execute();
       return fromRow(row);
     });
+  }
+
+  /**
+   * For each of these SHA-256 digests that `owner` has an item for, the id of the newest such item
+   * (by creation, then id). One indexed query per 1000 digests (media_owner_sha256), well inside
+   * both dialects' limits on bound parameters.
+   */
+  async newestBySha256(owner: string, digests: readonly string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    const unique = [...new Set(digests)];
+    for (let i = 0; i < unique.length; i += LOOKUP_CHUNK) {
+      const ranked = this.#db
+        .selectFrom('media')
+        .select((eb) => [
+          'sha256',
+          'id',
+          eb.fn
+            .agg<number>('row_number')
+            .over((ob) => ob.partitionBy('sha256').orderBy('created_at', 'desc').orderBy('id', 'desc'))
+            .as('rank'),
+        ])
+        .where('owner', '=', owner)
+        .where('sha256', 'in', unique.slice(i, i + LOOKUP_CHUNK));
+      const rows = await this.#db
+        .selectFrom(ranked.as('ranked'))
+        .select(['sha256', 'id'])
+        .where('rank', '=', 1)
+        .execute();
+      for (const row of rows) found.set(row.sha256, row.id);
+    }
+    return found;
   }
 
   /** Which of these ids have a row (used to find orphaned blobs). */

@@ -103,6 +103,15 @@ export class MediaService {
     return { items: page, nextCursor };
   }
 
+  /**
+   * Which of these SHA-256 digests the caller has stored, each with the caller's newest item of
+   * those bytes. Only the caller's own items, admins included: it must not tell anyone whether
+   * another user holds a file.
+   */
+  async lookup(caller: Caller, digests: readonly string[]): Promise<Map<string, string>> {
+    return this.#repo.newestBySha256(caller.username, digests);
+  }
+
   async update(
     caller: Caller,
     id: string,

@@ -13,6 +13,8 @@ let told = false;
 export const REDIS_DB = {
   redisUnit: 11,
   multiInstance: 12,
+  locker: 5,
+  uploadLockHandover: 6,
 } as const;
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */

@@ -40,6 +40,7 @@ describe('malformed input on every route', () => {
       ['GET', '/api/users/me'],
       ['POST', '/api/media/upload'],
       ['GET', '/api/media/list'],
+      ['POST', '/api/media/lookup'],
       ['PATCH', `/api/media/${item.id}`],
       ['POST', `/api/media/${item.id}/links`],
       ['GET', `/api/media/${item.id}/content`],

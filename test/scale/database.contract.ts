@@ -28,6 +28,7 @@ const EXPECTED_INDEXES = [
   'media_owner_created',
   'media_owner_filename',
   'media_owner_kind_created',
+  'media_owner_sha256',
   'media_owner_size',
   'media_tags_owner_tag',
   'refresh_tokens_session',
@@ -78,7 +79,12 @@ export function databaseContract(
         const owner = uniqueName('rerun');
         await repo.insert(record(owner, { filename: 'kept.jpg' }), null);
         const before = await migrationNames(handle.db);
-        expect(before).toEqual(['0001_sessions', '0002_media', '0003_reservation_claims']);
+        expect(before).toEqual([
+          '0001_sessions',
+          '0002_media',
+          '0003_reservation_claims',
+          '0004_media_sha256_index',
+        ]);
 
         const again = await openDatabase(target.config);
         extraHandles.push(again);
@@ -259,6 +265,45 @@ export function databaseContract(
         // The room is usable again.
         await repo.insert(record(owner, { size: 9000 }), 10_000);
         expect(await repo.usedBytes(owner)).toBe(10_000);
+      });
+    });
+
+    describe('lookup by content hash', () => {
+      it("finds each digest's newest item of one owner only, over several queries' worth of digests", async () => {
+        const [owner, other] = [uniqueName('lookup'), uniqueName('lookup-other')];
+        const digest = () => crypto.randomBytes(32).toString('hex');
+        const [dup, single, late, othersOnly] = [digest(), digest(), digest(), digest()];
+        const t0 = Date.now();
+        const older = record(owner, { sha256: dup, createdAt: t0 - 2000 });
+        const newer = record(owner, { sha256: dup, createdAt: t0 - 1000 });
+        const alone = record(owner, { sha256: single });
+        const last = record(owner, { sha256: late });
+        for (const item of [newer, older, alone, last]) await repo.insert(item, null);
+        // Another user's copies of the same bytes, one of them newer than the owner's.
+        await repo.insert(record(other, { sha256: dup, createdAt: t0 }), null);
+        await repo.insert(record(other, { sha256: othersOnly }), null);
+        // Same creation time: the larger id wins, so the answer is stable.
+        const tieA = record(owner, { sha256: digest(), createdAt: t0, id: 'tie-a' });
+        const tieB = record(owner, { ...tieA, id: 'tie-b' });
+        await repo.insert(tieA, null);
+        await repo.insert(tieB, null);
+
+        // 2500 digests (three queries' worth), the known ones spread across them, one repeated.
+        const asked = Array.from({ length: 2500 }, digest);
+        asked[3] = dup;
+        asked[1200] = single;
+        asked[2499] = late;
+        asked[2000] = othersOnly;
+        asked[1500] = tieA.sha256;
+        asked[10] = dup;
+        const found = await repo.newestBySha256(owner, asked);
+        expect(Object.fromEntries(found)).toEqual({
+          [dup]: newer.id,
+          [single]: alone.id,
+          [late]: last.id,
+          [tieA.sha256]: 'tie-b',
+        });
+        expect(await repo.newestBySha256(owner, [])).toEqual(new Map());
       });
     });
 

@@ -53,7 +53,12 @@ describe.skipIf(!pgAvailable())('PostgreSQL', () => {
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(
         a.db,
       );
-      expect(rows.map((r) => r.name)).toEqual(['0001_sessions', '0002_media', '0003_reservation_claims']);
+      expect(rows.map((r) => r.name)).toEqual([
+        '0001_sessions',
+        '0002_media',
+        '0003_reservation_claims',
+        '0004_media_sha256_index',
+      ]);
       // All three work on the same schema.
       const owner = uniqueName('shared');
       const item = record(owner);

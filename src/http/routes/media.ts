@@ -19,6 +19,15 @@ const tags = ['media'];
 const security = [{ bearer: [] }];
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 const Visibility = Type.Union([Type.Literal('private'), Type.Literal('public')]);
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'lowercase hex SHA-256' });
+/** Digests per lookup request (the contract's limit). */
+const LOOKUP_MAX = 1000;
+/**
+ * A lookup body of 1000 digests is about 67 KB compact (66 bytes a digest with quotes and comma),
+ * over the app's 64 KiB JSON limit; 72 KiB admits it also pretty-printed (JSON.stringify's two-space
+ * indent makes it 72,0xx bytes), and little more.
+ */
+const LOOKUP_BODY_LIMIT = 72 * 1024;
 
 export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
@@ -79,6 +88,37 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
       const query = request.query;
       const page = await deps.media.list(callerOf(request), query);
       return { items: page.items.map(mediaJson), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.post(
+    '/api/media/lookup',
+    {
+      bodyLimit: LOOKUP_BODY_LIMIT,
+      schema: {
+        tags,
+        security,
+        summary: 'Which of these SHA-256 digests you have stored, with your newest item of each',
+        description:
+          'Lets a sync client skip files it already stored. Digests you have no item for are left out; ' +
+          "other users' items are never considered (also for administrators).",
+        body: Type.Object(
+          { sha256: Type.Array(Sha256, { maxItems: LOOKUP_MAX }) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            found: Type.Record(Type.String(), Type.String(), {
+              description: 'digest → id of your newest item with those bytes',
+            }),
+          }),
+          ...errors(400, 401, 413),
+        },
+      },
+    },
+    async (request) => {
+      const found = await deps.media.lookup(callerOf(request), request.body.sha256);
+      return { found: Object.fromEntries(found) };
     },
   );
 
