@@ -6,13 +6,29 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestApp, PASSWORDS, type TestApp } from '../helpers/app.ts';
 import { ManualClock } from '../helpers/clock.ts';
+import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/postgres.ts';
 import { expectUnauthenticated, login, me, refresh } from './http-helpers.ts';
 
 let t: TestApp | undefined;
+let pg: TestDatabase | undefined;
 afterEach(async () => {
   await t?.close();
   t = undefined;
+  await pg?.drop();
+  pg = undefined;
 });
+
+/** The app's database: SQLite in its data dir, or a throwaway PostgreSQL database. */
+async function databaseEnv(kind: 'sqlite' | 'postgres'): Promise<Record<string, string>> {
+  if (kind === 'sqlite') return {};
+  pg = await createTestDatabase();
+  return { STOWAGE_DATABASE_URL: pg.url };
+}
+
+const DATABASES = [
+  ['sqlite', true],
+  ['postgres', pgAvailable()],
+] as const;
 
 interface Tokens {
   accessToken: string;
@@ -40,42 +56,47 @@ async function idOf(app: TestApp, token: string): Promise<string> {
   return res.json<{ session: { id: string } }>().session.id;
 }
 
-describe('STOWAGE_SESSION_MAX_AGE', () => {
-  it('ends a session its maximum age after the login, however often it was refreshed', async () => {
-    const clock = new ManualClock(Date.now());
-    t = await createTestApp({ STOWAGE_SESSION_MAX_AGE: '3600', STOWAGE_REFRESH_TOKEN_TTL: '600' }, { clock });
-    const app = t;
-    let tokens = await loginAs(app, 'alice');
-    const loggedInAt = clock.now();
-    const meRes = await me(app, tokens.accessToken);
-    const created = Date.parse(meRes.json<{ session: { createdAt: string } }>().session.createdAt);
-    expect(created).toBe(loggedInAt);
+describe.each(DATABASES)('STOWAGE_SESSION_MAX_AGE on %s', (kind, available) => {
+  it.skipIf(!available)(
+    'ends a session its maximum age after the login, however often it was refreshed',
+    async () => {
+      const clock = new ManualClock(Date.now());
+      const env = { STOWAGE_SESSION_MAX_AGE: '3600', STOWAGE_REFRESH_TOKEN_TTL: '600' };
+      t = await createTestApp({ ...(await databaseEnv(kind)), ...env }, { clock });
+      const app = t;
+      let tokens = await loginAs(app, 'alice');
+      const loggedInAt = clock.now();
+      const meRes = await me(app, tokens.accessToken);
+      const created = Date.parse(meRes.json<{ session: { createdAt: string } }>().session.createdAt);
+      expect(created).toBe(loggedInAt);
 
-    // Refreshed every 500 s, well within the 600 s refresh TTL, for just under the hour.
-    for (let elapsed = 500; elapsed < 3600; elapsed += 500) {
-      clock.advance(500_000);
-      const res = await refresh(app, tokens.refreshToken);
-      expect(res.statusCode, `refresh at ${elapsed} s`).toBe(200);
-      tokens = res.json<Tokens>();
-      const session = (await me(app, tokens.accessToken)).json<{ session: { expiresAt: string } }>().session;
-      // Never promised beyond the maximum age.
-      expect(Date.parse(session.expiresAt)).toBeLessThanOrEqual(loggedInAt + 3_600_000);
-    }
-    expect((await me(app, tokens.accessToken)).statusCode).toBe(200);
+      // Refreshed every 500 s, well within the 600 s refresh TTL, for just under the hour.
+      for (let elapsed = 500; elapsed < 3600; elapsed += 500) {
+        clock.advance(500_000);
+        const res = await refresh(app, tokens.refreshToken);
+        expect(res.statusCode, `refresh at ${elapsed} s`).toBe(200);
+        tokens = res.json<Tokens>();
+        const session = (await me(app, tokens.accessToken)).json<{ session: { expiresAt: string } }>()
+          .session;
+        // Never promised beyond the maximum age.
+        expect(Date.parse(session.expiresAt)).toBeLessThanOrEqual(loggedInAt + 3_600_000);
+      }
+      expect((await me(app, tokens.accessToken)).statusCode).toBe(200);
 
-    // 3600 s after the login: over, though the last refresh was only 100 s ago.
-    clock.advance(100_000);
-    expectUnauthenticated(await me(app, tokens.accessToken));
-    expectUnauthenticated(await refresh(app, tokens.refreshToken));
-    // A new login starts a new session.
-    expect((await me(app, (await loginAs(app, 'alice')).accessToken)).statusCode).toBe(200);
-  });
+      // 3600 s after the login: over, though the last refresh was only 100 s ago.
+      clock.advance(100_000);
+      expectUnauthenticated(await me(app, tokens.accessToken));
+      expectUnauthenticated(await refresh(app, tokens.refreshToken));
+      // A new login starts a new session.
+      expect((await me(app, (await loginAs(app, 'alice')).accessToken)).statusCode).toBe(200);
+    },
+  );
 });
 
-describe('STOWAGE_SESSIONS_PER_USER', () => {
-  it('ends the least recently used session when a login goes past the limit', async () => {
+describe.each(DATABASES)('STOWAGE_SESSIONS_PER_USER on %s', (kind, available) => {
+  it.skipIf(!available)('ends the least recently used session when a login goes past the limit', async () => {
     const clock = new ManualClock(Date.now());
-    t = await createTestApp({ STOWAGE_SESSIONS_PER_USER: '3' }, { clock });
+    t = await createTestApp({ ...(await databaseEnv(kind)), STOWAGE_SESSIONS_PER_USER: '3' }, { clock });
     const app = t;
     const bob = await loginAs(app, 'bob');
     const first = await loginAs(app, 'alice');
@@ -112,8 +133,8 @@ describe('STOWAGE_SESSIONS_PER_USER', () => {
     expect((await me(app, bob.accessToken)).statusCode).toBe(200);
   });
 
-  it('keeps 50 sessions per user by default', async () => {
-    t = await createTestApp();
+  it.skipIf(!available)('keeps 50 sessions per user by default', async () => {
+    t = await createTestApp(await databaseEnv(kind));
     const app = t;
     const all: Tokens[] = [];
     for (let i = 0; i < 51; i++) all.push(await loginAs(app, 'bob'));
