@@ -33,6 +33,7 @@ import { TusUploads } from './http/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
 import type { Locker } from '@tus/utils';
+import type { Clock } from './util/clock.ts';
 import { MemoryLocker } from './cluster/memory-locker.ts';
 
 export interface Services {
@@ -62,7 +63,16 @@ export interface Services {
  * The composition root: the only place that knows which implementation of each part runs. Parts
  * are closed in reverse order of construction, also when construction fails half-way.
  */
-export async function createServices(config: Config, logger: Logger): Promise<Services> {
+export interface ServiceOptions {
+  /** The time source of time-dependent parts (tests pass a ManualClock). */
+  clock?: Clock;
+}
+
+export async function createServices(
+  config: Config,
+  logger: Logger,
+  options: ServiceOptions = {},
+): Promise<Services> {
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
     for (const close of closers.reverse()) {
@@ -115,6 +125,9 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     const sessions = new SessionService(database.db, bus, {
       refreshTtlSeconds: config.refreshTokenTtl,
       cacheTtlMs,
+      maxAgeSeconds: config.sessionMaxAge,
+      perUserLimit: config.sessionsPerUser,
+      ...(options.clock ? { clock: options.clock } : {}),
     });
     users.onChange((change) => {
       for (const username of [...change.removed, ...change.credentialsChanged]) {
