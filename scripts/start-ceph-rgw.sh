@@ -78,7 +78,7 @@ SK=${S3_SECRET_KEY:-stowage-test-secret}
 FSID=$(cat /proc/sys/kernel/random/uuid)
 
 # Small and quick rather than safe: one copy of everything, no authentication between daemons
-# (they only listen on 127.0.0.1), few placement groups, small caches.
+# (they only listen on 127.0.0.1), few placement groups.
 cat >"$D/ceph.conf" <<EOF
 [global]
 fsid = $FSID
@@ -107,13 +107,18 @@ mon data avail crit = 1
 osd crush chooseleaf type = 0
 [mon]
 mon data = $D/mon.\$id
+# Commit map changes (pool creation, the OSD joining) at once instead of batching them for 1 s.
+paxos propose interval = 0.01
+paxos min wait = 0.001
 [osd]
 osd data = $D/osd.\$id
 osd objectstore = bluestore
 bluestore block create = true
 bluestore block size = 8589934592
 bluestore fsck on mount = false
-osd memory target = 1073741824
+# A small fixed cache instead of one grown towards osd_memory_target (at least 896 MiB).
+bluestore cache autotune = false
+bluestore cache size = 67108864
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
 rgw data = $D/rgw
@@ -128,6 +133,15 @@ ceph-mon "${C[@]}" -i a -f >"$D/log/mon.out" 2>&1 &
 echo $! >"$D/run/mon.pid"
 timeout 60 ceph "${C[@]}" mon stat >/dev/null 2>>"$D/log/ceph-cli.err" || fail "the monitor did not come up"
 
+# RGW's pools up front, so the first bucket, object or multipart upload does not stall for seconds.
+# One ceph process for all the commands (each costs a second to start), while the OSD starts.
+for pool in .rgw.root default.rgw.control default.rgw.meta default.rgw.log default.rgw.buckets.index \
+  default.rgw.buckets.data default.rgw.buckets.non-ec; do
+  echo "osd pool create $pool 8 8"
+  echo "osd pool application enable $pool rgw"
+done | ceph "${C[@]}" >"$D/log/pools.out" 2>&1 &
+pools=$!
+
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
 OSD_ID=$(timeout 30 ceph "${C[@]}" osd new "$OSD_UUID" 2>>"$D/log/ceph-cli.err")
 ceph-osd "${C[@]}" -i "$OSD_ID" --mkfs --osd-uuid "$OSD_UUID" >"$D/log/osd-mkfs.out" 2>&1
@@ -140,12 +154,9 @@ for _ in $(seq 120); do
 done
 [ -n "$up" ] || fail "the OSD did not come up"
 
-# RGW's pools up front, so the first bucket, object or multipart upload does not stall for seconds.
-for pool in .rgw.root default.rgw.control default.rgw.meta default.rgw.log default.rgw.buckets.index \
-  default.rgw.buckets.data default.rgw.buckets.non-ec; do
-  ceph "${C[@]}" osd pool create "$pool" 8 8 >/dev/null 2>>"$D/log/ceph-cli.err"
-  ceph "${C[@]}" osd pool application enable "$pool" rgw >/dev/null 2>>"$D/log/ceph-cli.err"
-done
+# (ceph reading commands from stdin goes on after a failed one: count what it did.)
+wait "$pools" && [ "$(grep -c "^enabled application 'rgw'" "$D/log/pools.out")" = 7 ] ||
+  fail "could not create radosgw's pools"
 
 radosgw "${C[@]}" -n client.rgw.a -f >"$D/log/rgw.out" 2>&1 &
 echo $! >"$D/run/rgw.pid"
