@@ -26,7 +26,7 @@ stop_cluster() {
 
 if [ "${1:-}" = "--stop" ]; then
   dir=${2:?usage: start-ceph-rgw.sh --stop DIR}
-  [ -f "$dir/ceph.conf" ] || { echo "start-ceph-rgw: $dir is not a cluster this script made" >&2; exit 1; }
+  [ -f "$dir/.stowage-ceph" ] || { echo "start-ceph-rgw: $dir is not a cluster this script made" >&2; exit 1; }
   stop_cluster "$dir"
   rm -rf "$dir"
   exit 0
@@ -41,7 +41,7 @@ done
 
 if [ $# -gt 0 ]; then
   D=$(realpath -m "$1")
-  [ ! -e "$D" ] || [ -f "$D/ceph.conf" ] || [ -z "$(ls -A "$D")" ] || {
+  [ ! -e "$D" ] || [ -f "$D/.stowage-ceph" ] || [ -z "$(ls -A "$D")" ] || {
     echo "start-ceph-rgw: $D exists and is not a cluster this script made; refusing to remove it" >&2
     exit 1
   }
@@ -50,11 +50,12 @@ if [ $# -gt 0 ]; then
 else
   D=$(mktemp -d "${TMPDIR:-/tmp}/stowage-ceph-XXXXXX")
 fi
+touch "$D/.stowage-ceph"
 mkdir -p "$D"/{run,log,mon.a,osd.0,rgw}
 
 # On any failure: stop what was started and show why, instead of leaving daemons behind.
 fail() {
-  echo "start-ceph-rgw: $1; the last lines of $D/log:" >&2
+  echo "start-ceph-rgw: $1" >&2
   for log in "$D"/log/*; do
     [ -s "$log" ] && { echo "--- $log" >&2; tail -n 15 "$log" >&2; }
   done
@@ -150,6 +151,7 @@ echo $! >"$D/run/osd.pid"
 up=
 for _ in $(seq 120); do
   if ceph "${C[@]}" osd stat -f json 2>/dev/null | grep -q '"num_up_osds":1'; then up=1 && break; fi
+  kill -0 "$(cat "$D/run/osd.pid")" 2>/dev/null || fail "the OSD exited"
   sleep 0.5
 done
 [ -n "$up" ] || fail "the OSD did not come up"
@@ -163,6 +165,7 @@ echo $! >"$D/run/rgw.pid"
 up=
 for _ in $(seq 240); do
   if curl -sf -o /dev/null "http://127.0.0.1:$RGW_PORT/"; then up=1 && break; fi
+  kill -0 "$(cat "$D/run/rgw.pid")" 2>/dev/null || fail "radosgw exited"
   sleep 0.5
 done
 [ -n "$up" ] || fail "radosgw did not answer on 127.0.0.1:$RGW_PORT"
