@@ -12,6 +12,7 @@ import { AccessTokens } from './auth/tokens.ts';
 import { loadSigningKey } from './auth/keys.ts';
 import { SessionService } from './auth/sessions.ts';
 import { LocalInvalidationBus, type InvalidationBus } from './util/invalidation-bus.ts';
+import { ACCESS_CACHE_TTL_MS } from './util/ttl-cache.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
 import type { Check } from './http/routes/ops.ts';
@@ -32,6 +33,7 @@ import { TusUploads } from './http/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
 import type { Locker } from '@tus/utils';
+import { MemoryLocker } from './cluster/memory-locker.ts';
 
 export interface Services {
   config: Config;
@@ -81,7 +83,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     let redis: Redis | undefined;
     let bus: InvalidationBus = new LocalInvalidationBus();
     let counters: CounterStore = new MemoryCounterStore();
-    let locker: Locker | undefined;
+    // Upload locks with tus's hand-over (a waiting request asks the holder to let go).
+    let locker: Locker = new MemoryLocker();
     if (config.redisUrl) {
       // Loaded only when configured, like the other optional backends.
       const [{ Redis }, { RedisInvalidationBus }, { RedisCounterStore }, { RedisLocker }] = await Promise.all(
@@ -101,11 +104,14 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       bus = await RedisInvalidationBus.create(client, logger);
       closers.push(() => bus.close());
       counters = new RedisCounterStore(client);
-      locker = new RedisLocker(client);
+      const redisLocker = new RedisLocker(client);
+      closers.push(() => redisLocker.close());
+      locker = redisLocker;
     }
 
-    // With several instances and no Redis to carry invalidations, a short cache bounds staleness.
-    const cacheTtlMs = redis ? 60_000 : 1_000;
+    // What decides access is cached for at most a second, with or without Redis: pub/sub can lose
+    // an invalidation, and a revocation must hold on every instance within 1 s regardless.
+    const cacheTtlMs = ACCESS_CACHE_TTL_MS;
     const sessions = new SessionService(database.db, bus, {
       refreshTtlSeconds: config.refreshTokenTtl,
       cacheTtlMs,
@@ -150,7 +156,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       repo,
       storage,
       cursors: new Signer(secret, 'cursor'),
-      links: new Signer(secret, 'link'),
+      links: new Signer(secret, 'link-record'),
+      legacyLinks: new Signer(secret, 'link'),
       bus,
       cacheTtlMs,
     });
@@ -163,7 +170,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,
       logger,
-      ...(locker ? { locker } : {}),
+      locker,
     });
     const sweeper = new Sweeper({
       storage,

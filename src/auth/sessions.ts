@@ -3,6 +3,8 @@ import type { Db } from '../db/database.ts';
 import type { SessionsTable } from '../db/schema.ts';
 import { hashRefreshToken, newRefreshToken, unauthenticated } from './tokens.ts';
 import type { InvalidationBus } from '../util/invalidation-bus.ts';
+import { systemClock, type Clock } from '../util/clock.ts';
+import { ACCESS_CACHE_TTL_MS, TtlCache } from '../util/ttl-cache.ts';
 
 export interface Session {
   id: string;
@@ -16,32 +18,39 @@ export interface Session {
 
 export interface SessionOptions {
   refreshTtlSeconds: number;
-  /** How long a looked-up session may be trusted without asking the database again. */
+  /**
+   * How long a looked-up session may be trusted without asking the database again; capped at
+   * ACCESS_CACHE_TTL_MS, which bounds how late a revocation on another instance can take effect
+   * here when its invalidation message is lost.
+   */
   cacheTtlMs: number;
+  /** The time source of the lookup cache. */
+  clock?: Clock;
   /** last_used_at is written at most this often per session, to keep requests read-only. */
   touchIntervalMs?: number;
 }
 
-interface CacheEntry {
-  session: Session | null;
-  at: number;
-}
-
 /**
  * Server-side sessions: what makes logout, refresh rotation with reuse detection, revocation and
- * removed-user cut-off real for stateless JWTs. Lookups are cached; a revocation clears this
- * instance's cache at once and is broadcast to the others through the bus.
+ * removed-user cut-off real for stateless JWTs. Lookups are cached for at most a second; a
+ * revocation clears this instance's cache at once and is broadcast to the others through the bus,
+ * and where a broadcast is lost the cache's lifetime still ends it there within a second.
  */
 export class SessionService {
   readonly #db: Db;
   readonly #opts: Required<SessionOptions>;
   readonly #bus: InvalidationBus;
-  readonly #cache = new Map<string, CacheEntry>();
+  readonly #cache: TtlCache<string, Session | null>;
 
   constructor(db: Db, bus: InvalidationBus, opts: SessionOptions) {
     this.#db = db;
     this.#bus = bus;
-    this.#opts = { touchIntervalMs: 60_000, ...opts };
+    this.#opts = { touchIntervalMs: 60_000, clock: systemClock, ...opts };
+    this.#cache = new TtlCache({
+      ttlMs: Math.min(opts.cacheTtlMs, ACCESS_CACHE_TTL_MS),
+      maxEntries: 50_000,
+      clock: this.#opts.clock,
+    });
     bus.subscribe((event) => {
       if (event.sessionIds) for (const id of event.sessionIds) this.#cache.delete(id);
       if (event.username) this.#dropUser(event.username);
@@ -132,16 +141,10 @@ export class SessionService {
   /** The live (not revoked, not expired) session with this id, or null. */
   async getLive(id: string): Promise<Session | null> {
     const now = Date.now();
-    const hit = this.#cache.get(id);
-    let session: Session | null;
-    if (hit && now - hit.at < this.#opts.cacheTtlMs) {
-      session = hit.session;
-    } else {
+    const session = await this.#cache.get(id, async () => {
       const row = await this.#db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
-      session = row && row.revoked_at === null ? fromRow(row) : null;
-      if (this.#cache.size > 50_000) this.#cache.clear();
-      this.#cache.set(id, { session, at: now });
-    }
+      return row && row.revoked_at === null ? fromRow(row) : null;
+    });
     if (!session || session.expiresAt <= now) return null;
     if (now - session.lastUsedAt > this.#opts.touchIntervalMs) {
       session.lastUsedAt = now;
@@ -206,9 +209,7 @@ export class SessionService {
   }
 
   #dropUser(username: string): void {
-    for (const [id, entry] of this.#cache) {
-      if (!entry.session || entry.session.username === username) this.#cache.delete(id);
-    }
+    this.#cache.deleteWhere((session) => !session || session.username === username);
   }
 }
 

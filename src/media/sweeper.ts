@@ -85,6 +85,7 @@ export class Sweeper {
       ['expired resumable uploads', () => this.#deps.tus?.sweepExpired() ?? Promise.resolve()],
       ['expired reservations', () => this.#deps.repo.purgeExpiredReservations()],
       ['ended sessions', () => this.#deps.sessions.purgeExpired()],
+      ['expired links', () => this.#deps.repo.deleteExpiredLinks(Date.now())],
     ];
     for (const [what, step] of steps) {
       try {

@@ -13,6 +13,9 @@ let told = false;
 export const REDIS_DB = {
   redisUnit: 11,
   multiInstance: 12,
+  locker: 5,
+  uploadLockHandover: 6,
+  revocation: 3,
 } as const;
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */
