@@ -13,15 +13,20 @@
 set -euo pipefail
 
 stop_cluster() {
-  local dir=$1 pid
+  local dir=$1 pids=() pid alive
   for pid_file in "$dir"/run/rgw.pid "$dir"/run/osd.pid "$dir"/run/mon.pid; do
-    [ -f "$pid_file" ] || continue
-    pid=$(cat "$pid_file")
-    kill "$pid" 2>/dev/null || continue
-    # Wait for the exit (the OSD flushes BlueStore), then make sure.
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    [ -f "$pid_file" ] && pids+=("$(cat "$pid_file")")
   done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  kill "${pids[@]}" 2>/dev/null || true
+  # The data is thrown away: no need to wait long for a clean shutdown.
+  for _ in $(seq 20); do
+    alive=
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ -n "$alive" ] || return 0
+    sleep 0.1
+  done
+  kill -9 "${pids[@]}" 2>/dev/null || true
 }
 
 if [ "${1:-}" = "--stop" ]; then
