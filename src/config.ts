@@ -51,6 +51,11 @@ export interface Config {
   /** Images decoded at once, and requests allowed to wait for a slot (past that: 503). */
   imageConcurrency: number;
   imageQueue: number;
+  /**
+   * How long a call to PostgreSQL or Redis (a query, a command, a connection attempt) may take
+   * before it counts as failed, so that an unreachable dependency is answered with 503 in time.
+   */
+  dependencyTimeoutMs: number;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -250,6 +255,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     uploadExpiry: int('STOWAGE_UPLOAD_EXPIRY', 86_400, 60),
     imageConcurrency: int('STOWAGE_IMAGE_CONCURRENCY', 2, 1, 64),
     imageQueue: int('STOWAGE_IMAGE_QUEUE', 32, 0, 10_000),
+    dependencyTimeoutMs: int('STOWAGE_DEPENDENCY_TIMEOUT_MS', 2000, 100, 60_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
