@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { Breaker } from '../util/breaker.ts';
+import { DependencyUnavailableError } from '../util/dependency-failure.ts';
 import type { InvalidationBus, InvalidationEvent } from '../util/invalidation-bus.ts';
 
 const CHANNEL = 'stowage:invalidate';
@@ -7,20 +9,33 @@ const CHANNEL = 'stowage:invalidate';
 /**
  * Cache invalidations over Redis pub/sub: a logout or revocation on one instance reaches every
  * other instance's session cache within milliseconds. Subscribing needs its own connection.
+ *
+ * While Redis is down the bus degrades instead of failing the request that publishes: the event
+ * is dropped (logged), the publisher has already cleared its own caches, and the other instances'
+ * caches are short-lived, so they catch up on their own. ioredis subscribes again on reconnect.
  */
 export class RedisInvalidationBus implements InvalidationBus {
   readonly #pub: Redis;
   readonly #sub: Redis;
+  readonly #breaker: Breaker;
+  readonly #logger: Logger;
   readonly #listeners: ((event: InvalidationEvent) => void)[] = [];
 
-  private constructor(pub: Redis, sub: Redis) {
+  private constructor(pub: Redis, sub: Redis, breaker: Breaker, logger: Logger) {
     this.#pub = pub;
     this.#sub = sub;
+    this.#breaker = breaker;
+    this.#logger = logger;
   }
 
-  static async create(redis: Redis, logger: Logger): Promise<RedisInvalidationBus> {
+  static async create(
+    redis: Redis,
+    logger: Logger,
+    breaker = new Breaker('redis'),
+  ): Promise<RedisInvalidationBus> {
     const sub = redis.duplicate();
-    const bus = new RedisInvalidationBus(redis, sub);
+    sub.on('error', (error: Error) => logger.debug({ err: error }, 'redis subscriber connection problem'));
+    const bus = new RedisInvalidationBus(redis, sub, breaker, logger);
     sub.on('message', (_channel: string, message: string) => {
       let event: InvalidationEvent;
       try {
@@ -31,12 +46,22 @@ export class RedisInvalidationBus implements InvalidationBus {
       }
       for (const listener of bus.#listeners) listener(event);
     });
+    // Without an offline queue, a lazy client must be connected before its first command.
+    if (sub.status === 'wait') await sub.connect();
     await sub.subscribe(CHANNEL);
     return bus;
   }
 
   async publish(event: InvalidationEvent): Promise<void> {
-    await this.#pub.publish(CHANNEL, JSON.stringify(event));
+    try {
+      await this.#breaker.run(() => this.#pub.publish(CHANNEL, JSON.stringify(event)));
+    } catch (error) {
+      if (!(error instanceof DependencyUnavailableError)) throw error;
+      this.#logger.warn(
+        { err: error.cause },
+        'redis unavailable: an invalidation reaches other instances late',
+      );
+    }
   }
 
   subscribe(listener: (event: InvalidationEvent) => void): void {

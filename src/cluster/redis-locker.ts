@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
+import { Breaker } from '../util/breaker.ts';
+import { DependencyUnavailableError } from '../util/dependency-failure.ts';
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
@@ -10,6 +12,8 @@ export interface RedisLockerOptions {
   acquireTimeoutMs?: number;
   /** The lock's lease; renewed while held, so a crashed holder frees it after at most this long. */
   leaseMs?: number;
+  /** Fails fast (503) while Redis is known down; an upload cannot be locked without it. */
+  breaker?: Breaker;
 }
 
 /**
@@ -23,7 +27,7 @@ export class RedisLocker implements Locker {
 
   constructor(redis: Redis, opts: RedisLockerOptions = {}) {
     this.#redis = redis;
-    this.#opts = { acquireTimeoutMs: 30_000, leaseMs: 10_000, ...opts };
+    this.#opts = { acquireTimeoutMs: 30_000, leaseMs: 10_000, breaker: new Breaker('redis'), ...opts };
   }
 
   newLock(id: string): Lock {
@@ -47,7 +51,10 @@ class RedisLock implements Lock {
   async lock(signal: AbortSignal, _requestRelease: RequestRelease): Promise<void> {
     const deadline = Date.now() + this.#opts.acquireTimeoutMs;
     for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
-      const ok = await this.#redis.set(this.#key, this.#token, 'PX', this.#opts.leaseMs, 'NX');
+      // Redis down: 503 UNAVAILABLE (an AppError, which tus hands to our error handler as it is).
+      const ok = await this.#opts.breaker.run(() =>
+        this.#redis.set(this.#key, this.#token, 'PX', this.#opts.leaseMs, 'NX'),
+      );
       if (ok === 'OK') break;
       // tus answers its own error objects ({ status_code, body }) with their status.
       // eslint-disable-next-line @typescript-eslint/only-throw-error
@@ -62,6 +69,11 @@ class RedisLock implements Lock {
 
   async unlock(): Promise<void> {
     clearInterval(this.#renewal);
-    await this.#redis.eval(RELEASE, 1, this.#key, this.#token);
+    try {
+      await this.#opts.breaker.run(() => this.#redis.eval(RELEASE, 1, this.#key, this.#token));
+    } catch (error) {
+      // The request's work is done; with Redis gone the lease frees the lock once it runs out.
+      if (!(error instanceof DependencyUnavailableError)) throw error;
+    }
   }
 }
