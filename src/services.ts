@@ -77,15 +77,15 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
   };
   try {
     // Breakers fail requests fast while the database or Redis is known to be unreachable.
+    const timeoutMs = config.dependencyTimeoutMs;
     const databaseBreaker = new Breaker('database');
-    const redisBreaker = new Breaker('redis');
+    const redisBreaker = new Breaker('redis', timeoutMs);
     for (const breaker of [databaseBreaker, redisBreaker]) {
       breaker.onChange((open) => {
         if (open) logger.error(`${breaker.name} unreachable: requests that need it get 503 until it answers`);
         else logger.info(`${breaker.name} reachable again`);
       });
     }
-    const timeoutMs = config.dependencyTimeoutMs;
     const database = await openDatabase(config.database, { timeoutMs, breaker: databaseBreaker });
     closers.push(() => database.close());
 
@@ -108,11 +108,12 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       );
       const client = new Redis(config.redisUrl, {
         lazyConnect: true,
-        // Never wait on an unreachable Redis: a command fails after the timeout, or at once while
-        // disconnected (no offline queue), and a connection that stops answering is replaced.
+        // Never wait on an unreachable Redis: commands fail at once while disconnected (no offline
+        // queue); our calls have their deadline in the breaker; ioredis's own timeouts, plain
+        // timers, are the backstop, and replace a connection that stopped answering.
         connectTimeout: timeoutMs,
-        commandTimeout: timeoutMs,
-        socketTimeout: timeoutMs,
+        commandTimeout: 2 * timeoutMs,
+        socketTimeout: 2 * timeoutMs,
         enableOfflineQueue: false,
         maxRetriesPerRequest: 1,
       });

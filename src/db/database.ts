@@ -13,6 +13,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { DatabaseConfig } from '../config.ts';
 import { Breaker } from '../util/breaker.ts';
 import { DependencyUnavailableError } from '../util/dependency-failure.ts';
+import { withDeadline } from '../util/deadline.ts';
 import type { Database } from './schema.ts';
 import { migrationProvider } from './migrations.ts';
 
@@ -64,13 +65,15 @@ export async function openDatabase(
       // Also bounds the wait for a free pooled connection when all are busy.
       connectionTimeoutMillis: options.timeoutMs ?? 10_000,
     };
-    // query_timeout is pg's client-side timeout: the server's statement timeout cannot help when
-    // the network drops the query before the server sees it.
-    const pool = new pg.Pool({ ...poolOptions, max: config.poolSize, query_timeout: options.timeoutMs });
+    // Queries get a client-side deadline (guardClient): the server's statement timeout cannot help
+    // when the network drops the query before the server sees it. pg's own query_timeout, a plain
+    // timer, is only the backstop, for the readiness probe.
+    const backstopMs = options.timeoutMs === undefined ? undefined : 2 * options.timeoutMs;
+    const pool = new pg.Pool({ ...poolOptions, max: config.poolSize, query_timeout: backstopMs });
     // An idle client losing its connection emits 'error' on the pool; without a listener that
     // would crash the process. The next query gets a fresh connection.
     pool.on('error', () => undefined);
-    const guarded = guardPool(pool, options.breaker ?? new Breaker('database'));
+    const guarded = guardPool(pool, options.breaker ?? new Breaker('database'), options.timeoutMs);
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: guarded }) });
     // Migrations may legitimately run longer than a request's query (an index on a large table, or
     // waiting for another instance's migration lock), so they get a pool of their own, without
@@ -102,18 +105,18 @@ export async function openDatabase(
 }
 
 /**
- * The pool as Kysely sees it: every query gets the client-side timeout, a client whose query timed
- * out or lost its connection is destroyed instead of going back to the pool (its connection may
- * still carry the unanswered query), and connection failures open the breaker, which then fails
+ * The pool as Kysely sees it: every query gets the client-side deadline, a client whose query timed
+ * out or lost its connection is destroyed instead of going back to the pool (its connection still
+ * carries the unanswered query), and connection failures open the breaker, which then fails
  * requests at once (503) until a readiness check finds the database again.
  */
-function guardPool(pool: Pool, breaker: Breaker): PostgresPool {
+function guardPool(pool: Pool, breaker: Breaker, timeoutMs: number | undefined): PostgresPool {
   return {
     options: {},
     connect: async () => {
       breaker.assertClosed();
       try {
-        return guardClient(await pool.connect(), breaker);
+        return guardClient(await pool.connect(), breaker, timeoutMs);
       } catch (error) {
         // Every pooled connection busy for the whole timeout is load, not an outage: 503, but the
         // breaker stays closed (pg-pool says so only in its message).
@@ -129,11 +132,16 @@ function guardPool(pool: Pool, breaker: Breaker): PostgresPool {
 
 const POOL_EXHAUSTED = 'timeout exceeded when trying to connect';
 
-function guardClient(client: PoolClient, breaker: Breaker): PostgresPoolClient {
+function guardClient(
+  client: PoolClient,
+  breaker: Breaker,
+  timeoutMs: number | undefined,
+): PostgresPoolClient {
   let broken = false;
   const query = async (text: string, values: readonly unknown[]) => {
     try {
-      return await client.query(text, [...values]);
+      const pending = client.query(text, [...values]);
+      return await (timeoutMs === undefined ? pending : withDeadline(pending, timeoutMs, 'database'));
     } catch (error) {
       const failure = breaker.failure(error);
       if (failure !== error) broken = true;

@@ -1,3 +1,4 @@
+import { withDeadline } from './deadline.ts';
 import { DependencyUnavailableError, isDependencyFailure } from './dependency-failure.ts';
 
 /**
@@ -10,14 +11,17 @@ import { DependencyUnavailableError, isDependencyFailure } from './dependency-fa
  */
 export class Breaker {
   readonly name: string;
+  readonly #timeoutMs: number | undefined;
   #open = false;
   /** Bumped on every opening, so a check that began before it cannot close the breaker. */
   #generation = 0;
   #probe: (() => void) | undefined;
   readonly #listeners: ((open: boolean) => void)[] = [];
 
-  constructor(name: string) {
+  /** `timeoutMs`: how long run() lets a call take before it counts as a failure (none: unbounded). */
+  constructor(name: string, timeoutMs?: number) {
     this.name = name;
+    this.#timeoutMs = timeoutMs;
   }
 
   get isOpen(): boolean {
@@ -62,13 +66,17 @@ export class Breaker {
   }
 
   /**
-   * Runs `call` unless the breaker is open. A dependency failure opens the breaker and is thrown
-   * as DependencyUnavailableError; any other error (a constraint violation, a bug) passes as it is.
+   * Runs `call` unless the breaker is open, within the breaker's timeout. A dependency failure
+   * (the timeout included) opens the breaker and is thrown as DependencyUnavailableError; any other
+   * error (a constraint violation, a bug) passes as it is.
    */
   async run<T>(call: () => Promise<T>): Promise<T> {
     this.assertClosed();
     try {
-      return await call();
+      const pending = call();
+      return await (this.#timeoutMs === undefined
+        ? pending
+        : withDeadline(pending, this.#timeoutMs, this.name));
     } catch (error) {
       throw this.failure(error);
     }

@@ -1,4 +1,5 @@
 import { AppError } from '../errors.ts';
+import { DeadlineExceededError } from './deadline.ts';
 
 /**
  * Seconds a client is told to wait (Retry-After, RFC 9110 §10.2.3) when a dependency is down:
@@ -74,7 +75,7 @@ const CLIENT_MESSAGES = [
  */
 export function isDependencyFailure(error: unknown): boolean {
   for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    if (e instanceof DependencyUnavailableError) return true;
+    if (e instanceof DependencyUnavailableError || e instanceof DeadlineExceededError) return true;
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && (NETWORK_CODES.has(code) || PG_UNAVAILABLE.test(code))) return true;
     if (e.name === 'MaxRetriesPerRequestError') return true;

@@ -1,5 +1,6 @@
 import type { Breaker } from './breaker.ts';
 import { systemClock, type Clock } from './clock.ts';
+import { withDeadline } from './deadline.ts';
 
 /** One readiness check: resolves 'ok' (or 'off' for a part that is turned off), throws when down. */
 export type Check = () => Promise<'ok' | 'off'>;
@@ -94,16 +95,10 @@ export class Readiness {
   }
 
   async #runCheck(check: Check): Promise<CheckResult> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'fail'>((resolve) => {
-      timer = setTimeout(() => resolve('fail'), this.#timeoutMs);
-    });
     try {
-      return await Promise.race([check(), timeout]);
+      return await withDeadline(check(), this.#timeoutMs, 'readiness check');
     } catch {
       return 'fail';
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -1,4 +1,6 @@
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeadlineExceededError, withDeadline } from '../../src/util/deadline.ts';
 import { Breaker } from '../../src/util/breaker.ts';
 import { DependencyUnavailableError, isDependencyFailure } from '../../src/util/dependency-failure.ts';
 import { Readiness, type Check } from '../../src/util/readiness.ts';
@@ -6,6 +8,7 @@ import { startListeningApp, type ListeningApp } from '../helpers/app.ts';
 import { clamdAvailable, startClamd, type RunningClamd } from '../helpers/clamd.ts';
 import { ManualClock } from '../helpers/clock.ts';
 import { until } from '../helpers/common.ts';
+import { REDIS_DB, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 
 /** A check that counts its runs and answers what `state.result` says when told to. */
@@ -132,6 +135,38 @@ describe('Breaker', () => {
       expect(isDependencyFailure(other)).toBe(false);
     }
   });
+});
+
+describe('withDeadline', () => {
+  it('fails a call that does not answer in time', async () => {
+    await expect(withDeadline(new Promise(() => undefined), 50, 'redis')).rejects.toThrow(
+      DeadlineExceededError,
+    );
+  });
+
+  // The peer must be another process (here Redis): one in this process would be stalled too.
+  it.skipIf(!redisAvailable())(
+    'lets an answer that arrived while the process was stalled win over the expired deadline',
+    async () => {
+      const url = new URL(redisUrlFor(REDIS_DB.partition));
+      const socket = net.connect(Number(url.port || 6379), url.hostname);
+      socket.on('error', () => undefined);
+      try {
+        await new Promise((resolve) => socket.once('connect', resolve));
+        const reply = new Promise<string>((resolve) =>
+          socket.once('data', (data) => resolve(data.toString())),
+        );
+        const answer = withDeadline(reply, 100, 'redis');
+        socket.write('PING\r\n');
+        // A stall (a busy CPU) past the deadline, during which Redis's answer reaches the socket.
+        const until = Date.now() + 400;
+        while (Date.now() < until);
+        await expect(answer).resolves.toBe('+PONG\r\n');
+      } finally {
+        socket.destroy();
+      }
+    },
+  );
 });
 
 describe.skipIf(!clamdAvailable())('/readyz called by many at once', () => {
