@@ -67,9 +67,15 @@ export class Readiness {
     return this.#inFlight;
   }
 
-  /** Starts a run unless a fresh report exists or one is in flight; never waits. */
+  /**
+   * Asks for a run without waiting for it: now, or, while the last report is still fresh, as soon
+   * as it is not (so a breaker that just opened is probed even if no request comes).
+   */
   refresh(): void {
-    void this.current();
+    const report = this.#report;
+    const age = report ? this.#clock.now() - report.at : Infinity;
+    if (age <= this.#maxAgeMs && !this.#inFlight) this.#schedule(this.#maxAgeMs - age + 1);
+    else void this.current();
   }
 
   close(): void {
@@ -90,7 +96,7 @@ export class Readiness {
     }
     const report = { checks, ok: results.every((r) => r !== 'fail'), at: this.#clock.now() };
     this.#report = report;
-    this.#scheduleWhileOpen();
+    if (this.#breakers.some((b) => b.isOpen)) this.#schedule(this.#maxAgeMs + 1);
     return report;
   }
 
@@ -102,12 +108,12 @@ export class Readiness {
     }
   }
 
-  #scheduleWhileOpen(): void {
-    if (this.#closed || this.#timer || !this.#breakers.some((b) => b.isOpen)) return;
+  #schedule(delayMs: number): void {
+    if (this.#closed || this.#timer) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.refresh();
-    }, this.#maxAgeMs + 1);
+    }, delayMs);
     this.#timer.unref();
   }
 }
