@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startListeningApp, type ListeningApp } from '../helpers/app.ts';
-import { until } from '../helpers/common.ts';
+import { pdfOfSize, until } from '../helpers/common.ts';
 import { expectErrorShape } from '../helpers/contract.ts';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/postgres.ts';
 import { REDIS_DB, flushRedisDb, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
@@ -184,10 +184,22 @@ describe.skipIf(!available)('PostgreSQL and Redis unreachable', () => {
         expectUnavailable(res);
         expect(res.ms).toBeLessThan(1000);
       }
-      // A login needs the database for its session: 503 too, not a failed login.
+      // A login needs the database for its session: 503 too.
       expectUnavailable(await login());
+      // An upload: 503, and nothing of it is kept.
+      const form = new FormData();
+      form.append('file', new Blob([pdfOfSize(64 * 1024)], { type: 'application/pdf' }), 'a.pdf');
+      expectUnavailable(
+        await timed(`${t.base}/api/media/upload`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${t.tokens.alice}` },
+          body: form,
+        }),
+      );
 
       await heal(pgProxy);
+      const listed = JSON.parse((await get('/api/media/list')).text) as { items: unknown[] };
+      expect(listed.items).toEqual([]);
     });
   }
 });
