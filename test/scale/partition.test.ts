@@ -188,7 +188,11 @@ describe.skipIf(!available)('PostgreSQL and Redis unreachable', () => {
       expectUnavailable(await login());
       // An upload: 503, and nothing of it is kept.
       const form = new FormData();
-      form.append('file', new Blob([pdfOfSize(64 * 1024)], { type: 'application/pdf' }), 'a.pdf');
+      form.append(
+        'file',
+        new Blob([new Uint8Array(pdfOfSize(64 * 1024))], { type: 'application/pdf' }),
+        'a.pdf',
+      );
       expectUnavailable(
         await timed(`${t.base}/api/media/upload`, {
           method: 'POST',
@@ -237,3 +241,34 @@ describe.skipIf(!redisAvailable())('the per-user rate limit while Redis is down'
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
   });
 });
+
+describe.skipIf(!available)('shutting down while PostgreSQL and Redis are unreachable', () => {
+  it('closes the pool and the Redis connections anyway, without waiting on the network for ever', async () => {
+    const database = await createTestDatabase();
+    const pgProxy = await startTcpProxy({ port: targetPort(database.url, 5432) });
+    const redisUrl = redisUrlFor(REDIS_DB.partitionLimits);
+    const redisProxy = await startTcpProxy({ port: targetPort(redisUrl, 6379) });
+    try {
+      const t = await startListeningApp({
+        STOWAGE_DATABASE_URL: through(pgProxy, database.url),
+        STOWAGE_REDIS_URL: through(redisProxy, redisUrl),
+      });
+      // Pooled connections and both Redis connections are open, then the network goes silent.
+      expect((await get(t, '/api/media/list')).status).toBe(200);
+      await pgProxy.setMode('drop');
+      await redisProxy.setMode('drop');
+      const started = performance.now();
+      await t.close();
+      // Redis's goodbye (QUIT) goes unanswered and is given up after the timeout's backstop (4 s).
+      expect(performance.now() - started).toBeLessThan(10_000);
+    } finally {
+      await pgProxy.close();
+      await redisProxy.close();
+      await database.drop();
+    }
+  });
+});
+
+function get(t: ListeningApp, path: string): Promise<Timed> {
+  return timed(`${t.base}${path}`, { headers: { authorization: `Bearer ${t.tokens.alice}` } });
+}
