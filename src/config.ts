@@ -55,6 +55,11 @@ export interface Config {
   sessionsPerUser: number;
   /** Longest a session lives from its login, seconds, however often it is refreshed. */
   sessionMaxAge: number;
+  /**
+   * How long a call to PostgreSQL or Redis (a query, a command, a connection attempt) may take
+   * before it counts as failed, so that an unreachable dependency is answered with 503 in time.
+   */
+  dependencyTimeoutMs: number;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -258,6 +263,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     imageQueue: int('STOWAGE_IMAGE_QUEUE', 32, 0, 10_000),
     sessionsPerUser: int('STOWAGE_SESSIONS_PER_USER', 50, 1, 100_000),
     sessionMaxAge: int('STOWAGE_SESSION_MAX_AGE', 2_592_000, 60, 315_360_000),
+    dependencyTimeoutMs: int('STOWAGE_DEPENDENCY_TIMEOUT_MS', 2000, 100, 60_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -14,8 +14,9 @@ import { SessionService } from './auth/sessions.ts';
 import { LocalInvalidationBus, type InvalidationBus } from './util/invalidation-bus.ts';
 import { ACCESS_CACHE_TTL_MS } from './util/ttl-cache.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
-import { MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
-import type { Check } from './http/routes/ops.ts';
+import { FallbackCounterStore, MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
+import { Breaker } from './util/breaker.ts';
+import { Readiness } from './util/readiness.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { createBlobStore } from './storage/create.ts';
 import type { Scanner } from './scan/scanner.ts';
@@ -45,6 +46,8 @@ export interface Services {
   tokens: AccessTokens;
   sessions: SessionService;
   loginThrottle: LoginThrottle;
+  /** Rate-limit counters: Redis when configured (this instance's own while it is down). */
+  counters: CounterStore;
   redis: Redis | undefined;
   storage: BlobStore;
   scanner: Scanner;
@@ -55,7 +58,8 @@ export interface Services {
   sweeper: Sweeper;
   tus: TusUploads;
   thumbnails: Thumbnails;
-  readinessChecks: Record<string, Check>;
+  /** /readyz's checks, at most 1 s old; they also tell the breakers when a dependency is back. */
+  readiness: Readiness;
   close(): Promise<void>;
 }
 
@@ -84,7 +88,17 @@ export async function createServices(
     }
   };
   try {
-    const database = await openDatabase(config.database);
+    // Breakers fail requests fast while the database or Redis is known to be unreachable.
+    const timeoutMs = config.dependencyTimeoutMs;
+    const databaseBreaker = new Breaker('database');
+    const redisBreaker = new Breaker('redis', timeoutMs);
+    for (const breaker of [databaseBreaker, redisBreaker]) {
+      breaker.onChange((open) => {
+        if (open) logger.error(`${breaker.name} unreachable: requests that need it get 503 until it answers`);
+        else logger.info(`${breaker.name} reachable again`);
+      });
+    }
+    const database = await openDatabase(config.database, { timeoutMs, breaker: databaseBreaker });
     closers.push(() => database.close());
 
     const users = await UsersStore.open(config.usersFile, logger);
@@ -105,15 +119,25 @@ export async function createServices(
           import('./cluster/redis-locker.ts'),
         ],
       );
-      const client = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+      const client = new Redis(config.redisUrl, {
+        lazyConnect: true,
+        // Never wait on an unreachable Redis: commands fail at once while disconnected (no offline
+        // queue); our calls have their deadline in the breaker; ioredis's own timeouts, plain
+        // timers, are the backstop, and replace a connection that stopped answering.
+        connectTimeout: timeoutMs,
+        commandTimeout: 2 * timeoutMs,
+        socketTimeout: 2 * timeoutMs,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+      });
       // Connection errors surface on commands (and in /readyz); the client reconnects by itself.
       client.on('error', (error: Error) => logger.warn({ err: error }, 'redis connection problem'));
       redis = client;
       closers.push(async () => void (await client.quit().catch(() => client.disconnect())));
       await client.connect();
-      bus = await RedisInvalidationBus.create(client, logger);
+      bus = await RedisInvalidationBus.create(client, logger, redisBreaker);
       closers.push(() => bus.close());
-      counters = new RedisCounterStore(client);
+      counters = new FallbackCounterStore(new RedisCounterStore(client), counters, redisBreaker);
       const redisLocker = new RedisLocker(client);
       closers.push(() => redisLocker.close());
       locker = redisLocker;
@@ -208,6 +232,7 @@ export async function createServices(
       tokens,
       sessions,
       loginThrottle: new LoginThrottle(counters, config.loginAddressLimit),
+      counters,
       redis,
       storage,
       scanner,
@@ -218,31 +243,35 @@ export async function createServices(
       sweeper,
       tus,
       thumbnails: new Thumbnails(storage, images, spoolDir),
-      readinessChecks: {
-        database: async () => {
-          await database.ping();
-          return 'ok';
+      readiness: new Readiness(
+        {
+          database: async () => {
+            await database.ping();
+            return 'ok';
+          },
+          storage: async () => {
+            await storage.ping();
+            return 'ok';
+          },
+          scanner: async () => {
+            if (!scanner.enabled) return 'off';
+            await scanner.ping();
+            return 'ok';
+          },
+          ...(redis
+            ? {
+                redis: async () => {
+                  await redis.ping();
+                  return 'ok' as const;
+                },
+              }
+            : {}),
         },
-        storage: async () => {
-          await storage.ping();
-          return 'ok';
-        },
-        scanner: async () => {
-          if (!scanner.enabled) return 'off';
-          await scanner.ping();
-          return 'ok';
-        },
-        ...(redis
-          ? {
-              redis: async () => {
-                await redis.ping();
-                return 'ok' as const;
-              },
-            }
-          : {}),
-      },
+        { timeoutMs, breakers: redis ? [databaseBreaker, redisBreaker] : [databaseBreaker] },
+      ),
       close: closeAll,
     };
+    closers.push(async () => services.readiness.close());
     return services;
   } catch (error) {
     await closeAll();

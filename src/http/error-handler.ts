@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, errorBody, type ErrorCode, isAppError } from '../errors.ts';
 import { LimiterFullError } from '../util/limiter.ts';
+import { asDependencyUnavailable } from '../util/dependency-failure.ts';
 
 interface ValidationIssue {
   path: string;
@@ -58,6 +59,9 @@ export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
 
 export function toAppError(error: unknown): AppError {
   if (isAppError(error)) return error;
+  // The database or Redis down, unreachable or timing out: 503 with Retry-After, never a 500.
+  const unavailable = asDependencyUnavailable(error);
+  if (unavailable) return unavailable;
   if (error instanceof LimiterFullError) {
     return new AppError('RATE_LIMITED', 'The server is busy; try again shortly.', {
       headers: { 'Retry-After': '1' },

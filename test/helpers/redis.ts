@@ -11,6 +11,8 @@ let told = false;
 
 /** One database index per test file that uses Redis; add a line for a new file. */
 export const REDIS_DB = {
+  partition: 1,
+  partitionLimits: 2,
   redisUnit: 11,
   multiInstance: 12,
   locker: 5,

@@ -239,3 +239,14 @@ describe('token and session lifetimes', () => {
     expectRefused({ STOWAGE_SESSION_MAX_AGE: value }, 'STOWAGE_SESSION_MAX_AGE');
   });
 });
+
+describe('STOWAGE_DEPENDENCY_TIMEOUT_MS', () => {
+  it('defaults to 2 s, so that two dependencies timing out in one request still answer within 5 s', () => {
+    expect(loadConfig({}, CWD).dependencyTimeoutMs).toBe(2000);
+    expect(loadConfig({ STOWAGE_DEPENDENCY_TIMEOUT_MS: '750' }, CWD).dependencyTimeoutMs).toBe(750);
+  });
+
+  it.each(['0', '99', '60001', '2s', '-1', '1.5'])('refuses %s', (value) => {
+    expectRefused({ STOWAGE_DEPENDENCY_TIMEOUT_MS: value }, 'STOWAGE_DEPENDENCY_TIMEOUT_MS');
+  });
+});
