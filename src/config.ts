@@ -51,6 +51,17 @@ export interface Config {
   /** Images decoded at once, and requests allowed to wait for a slot (past that: 503). */
   imageConcurrency: number;
   imageQueue: number;
+  /**
+   * Seconds a connection may stay silent while the server waits for the client (headers, a body
+   * that stops arriving, an idle keep-alive connection); then 408 and close.
+   */
+  idleTimeout: number;
+  /** Seconds for the headers and a small (non-upload) body to arrive in full; then 408 and close. */
+  bodyTimeout: number;
+  /** Requests per minute per client address for everything that is not a signed-in user's; 0 is off. */
+  anonRateLimit: number;
+  /** When set, GET /metrics requires `Authorization: Bearer <this>`. */
+  metricsToken: string | undefined;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -218,6 +229,13 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   }
 
   const quota = int('STOWAGE_QUOTA_BYTES', 0, 0);
+  // An RFC 6750 b64token, long enough not to be guessed: it guards the metrics of the whole server.
+  const metricsToken = get('STOWAGE_METRICS_TOKEN');
+  if (metricsToken !== undefined && !/^[A-Za-z0-9._~+/-]{16,}=*$/.test(metricsToken)) {
+    problems.push(
+      'STOWAGE_METRICS_TOKEN: must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / (e.g. openssl rand -hex 32)',
+    );
+  }
   const config: Config = {
     host,
     port: int('STOWAGE_PORT', 8080, 0, 65535),
@@ -250,6 +268,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     uploadExpiry: int('STOWAGE_UPLOAD_EXPIRY', 86_400, 60),
     imageConcurrency: int('STOWAGE_IMAGE_CONCURRENCY', 2, 1, 64),
     imageQueue: int('STOWAGE_IMAGE_QUEUE', 32, 0, 10_000),
+    idleTimeout: int('STOWAGE_IDLE_TIMEOUT', 60, 1, 3600),
+    bodyTimeout: int('STOWAGE_BODY_TIMEOUT', 30, 1, 3600),
+    anonRateLimit: int('STOWAGE_ANON_RATE_LIMIT_PER_MINUTE', 3000, 0),
+    metricsToken,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
