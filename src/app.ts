@@ -3,7 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { Logger } from 'pino';
 import type { Services } from './services.ts';
 import { AppError } from './errors.ts';
-import { handleFrameworkError, installErrorHandling } from './http/error-handler.ts';
+import { handleClientError, handleFrameworkError, installErrorHandling } from './http/error-handler.ts';
 import { installValidators } from './http/validation.ts';
 import { registerSecurity, requestId } from './http/plugins/security.ts';
 import { registerMetrics } from './http/plugins/metrics.ts';
@@ -18,6 +18,7 @@ import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
+import { registerTimeouts, timeoutServerOptions } from './http/plugins/timeouts.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -31,7 +32,10 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   const { config } = services;
   // Typed as Fastify's logger interface so the instance type stays the default one.
   const baseLogger: FastifyBaseLogger = logger;
+  const timeouts = { idleMs: config.idleTimeout * 1000, bodyMs: config.bodyTimeout * 1000 };
   const app = Fastify({
+    ...timeoutServerOptions(timeouts),
+    clientErrorHandler: handleClientError,
     loggerInstance: baseLogger,
     genReqId: (req) => requestId(req.headers['x-request-id']),
     trustProxy: config.trustProxy ?? false,
@@ -50,6 +54,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   app.removeContentTypeParser('text/plain');
   installValidators(app);
   installErrorHandling(app);
+  registerTimeouts(app, timeouts);
   await registerSecurity(app, config);
   registerMetrics(app, services.metrics);
   await registerDocs(app);
