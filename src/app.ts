@@ -8,7 +8,7 @@ import { installValidators } from './http/validation.ts';
 import { registerSecurity, requestId } from './http/plugins/security.ts';
 import { registerMetrics } from './http/plugins/metrics.ts';
 import { registerDocs } from './http/plugins/docs.ts';
-import { authenticateHook } from './http/plugins/authenticate.ts';
+import { authenticateHook, identify } from './http/plugins/authenticate.ts';
 import { publicAuthRoutes, sessionRoutes } from './http/routes/auth.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { opsRoutes } from './http/routes/ops.ts';
@@ -19,6 +19,7 @@ import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
 import { registerTimeouts, timeoutServerOptions } from './http/plugins/timeouts.ts';
+import { registerAnonymousLimit } from './http/plugins/anonymous-limit.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -67,6 +68,17 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     throttle: services.loginThrottle,
     metrics: services.metrics,
   };
+
+  registerAnonymousLimit(app, {
+    counters: services.counters,
+    perMinute: config.anonRateLimit,
+    hasValidCredential: async (request) => {
+      return identify(authDeps, request.headers.authorization).then(
+        () => true,
+        () => false,
+      );
+    },
+  });
 
   await app.register(async (open) => {
     await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });

@@ -42,6 +42,8 @@ export interface Services {
   tokens: AccessTokens;
   sessions: SessionService;
   loginThrottle: LoginThrottle;
+  /** Rate-limit counters: in memory, or in Redis shared by every instance. */
+  counters: CounterStore;
   redis: Redis | undefined;
   storage: BlobStore;
   scanner: Scanner;
@@ -188,6 +190,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       tokens,
       sessions,
       loginThrottle: new LoginThrottle(counters, config.loginAddressLimit),
+      counters,
       redis,
       storage,
       scanner,
