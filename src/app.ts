@@ -11,7 +11,7 @@ import { registerDocs } from './http/plugins/docs.ts';
 import { authenticateHook, identify } from './http/plugins/authenticate.ts';
 import { publicAuthRoutes, sessionRoutes } from './http/routes/auth.ts';
 import { userRoutes } from './http/routes/users.ts';
-import { opsRoutes } from './http/routes/ops.ts';
+import { opsRoutes, presentsBearer } from './http/routes/ops.ts';
 import { mediaRoutes } from './http/routes/media.ts';
 import { contentRoutes } from './http/routes/content.ts';
 import { registerMultipart } from './http/plugins/multipart.ts';
@@ -73,6 +73,13 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     counters: services.counters,
     perMinute: config.anonRateLimit,
     hasValidCredential: async (request) => {
+      const { metricsToken } = config;
+      if (
+        metricsToken !== undefined &&
+        request.routeOptions.url === '/metrics' &&
+        presentsBearer(request, metricsToken)
+      )
+        return true;
       return identify(authDeps, request.headers.authorization).then(
         () => true,
         () => false,
@@ -81,7 +88,11 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   });
 
   await app.register(async (open) => {
-    await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });
+    await opsRoutes(open, {
+      metrics: services.metrics,
+      checks: services.readinessChecks,
+      metricsToken: config.metricsToken,
+    });
     await publicAuthRoutes(open, authDeps);
     const contentDeps = { auth: authDeps, media: services.media, storage: services.storage };
     await contentRoutes(open, contentDeps);
