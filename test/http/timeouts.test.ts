@@ -1,7 +1,8 @@
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startListeningApp, type ListeningApp, PASSWORDS } from '../helpers/app.ts';
 import { expectErrorShape } from '../helpers/contract.ts';
-import { KiB, MiB, sha256, type MediaItem } from '../helpers/common.ts';
+import { KiB, MiB, sha256, until, type MediaItem } from '../helpers/common.ts';
 import {
   expectNothingStored,
   multipart,
@@ -9,7 +10,9 @@ import {
   MULTIPART_TYPE,
   partHead,
   pdfOfSize,
+  pdfStream,
   startMediaApp,
+  streamUpload,
   type MediaApp,
 } from '../media/media-helpers.ts';
 import { closedWithin, parseResponse, RawConnection, type ParsedResponse } from './raw-socket.ts';
@@ -101,7 +104,7 @@ describe('small bodies and headers', () => {
   });
 });
 
-describe('uploads that stop sending', () => {
+describe('transfers that stall', () => {
   let app: MediaApp;
   beforeAll(async () => {
     app = await startMediaApp({ STOWAGE_BODY_TIMEOUT: '1', STOWAGE_IDLE_TIMEOUT: '1' });
@@ -152,6 +155,25 @@ describe('uploads that stop sending', () => {
     expect(response.status, response.body).toBe(201);
     const item = JSON.parse(response.body) as MediaItem;
     expect(item.sha256).toBe(sha256(file));
+    await app.api('DELETE', `/api/media/${item.id}`);
+  });
+  it('closes a download whose client stops reading', async () => {
+    const file = pdfOfSize(32 * MiB);
+    const item = await app.uploadFile(file, 'big.pdf');
+    const connections = () =>
+      new Promise<number>((resolve, reject) =>
+        app.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+      );
+    const before = await connections();
+    const connection = await RawConnection.open(app.port);
+    // Read nothing: the response fills every buffer on the way and the server can send no more.
+    connection.socket.pause();
+    connection.write(
+      `GET ${item.urls.content} HTTP/1.1\r\nHost: stowage\r\nAuthorization: Bearer ${app.tokens.alice}\r\n\r\n`,
+    );
+    await until(async () => (await connections()) === before + 1, 5000, 'the connection to open');
+    await until(async () => (await connections()) === before, CLOSED_WITHIN_MS, 'the server to close it');
+    connection.destroy();
     await app.api('DELETE', `/api/media/${item.id}`);
   });
 });
@@ -207,5 +229,67 @@ describe('a tus PATCH that stops sending', () => {
     const id = rest.headers.get('media-id');
     const item = await fetch(`${t.base}/api/media/${id}`, { headers: t.auth(t.tokens.alice) });
     expect(((await item.json()) as MediaItem).sha256).toBe(sha256(file));
+  });
+});
+
+/**
+ * A stand-in for clamd that either stops reading for `stallMs` before it scans, or reads at once
+ * and takes `stallMs` to give its verdict (OK).
+ */
+async function slowScanner(
+  mode: 'stops reading' | 'is slow to answer',
+  stallMs: number,
+): Promise<net.Server> {
+  const clamd = net.createServer((socket) => {
+    let tail = Buffer.alloc(0);
+    socket.on('data', (data: Buffer) => {
+      tail = Buffer.concat([tail, data]).subarray(-4);
+      if (!tail.equals(Buffer.alloc(4))) return;
+      if (mode === 'is slow to answer') setTimeout(() => socket.end('stream: OK\0'), stallMs);
+      else socket.end('stream: OK\0');
+    });
+    socket.on('error', () => undefined);
+    if (mode === 'stops reading') {
+      socket.pause();
+      setTimeout(() => socket.resume(), stallMs);
+    }
+  });
+  await new Promise<void>((resolve) => clamd.listen(0, '127.0.0.1', resolve));
+  return clamd;
+}
+
+describe('uploads the server itself holds up', () => {
+  // Three idle periods: long enough that a server mistaking its own delay for the client's would
+  // have cut the upload off.
+  const stallMs = 3000;
+
+  it.each([
+    // The upload's bytes back up through the server to the client: nothing arrives meanwhile.
+    ['stops reading', 48 * MiB],
+    // Every byte is in; the answer waits for the verdict.
+    ['is slow to answer', 256 * KiB],
+  ] as const)('are not cut off when the scanner %s (backpressure is not idleness)', async (mode, size) => {
+    const clamd = await slowScanner(mode, stallMs);
+    const app = await startMediaApp({
+      STOWAGE_IDLE_TIMEOUT: '1',
+      STOWAGE_BODY_TIMEOUT: '1',
+      STOWAGE_CLAMD: `tcp://127.0.0.1:${(clamd.address() as net.AddressInfo).port}`,
+    });
+    try {
+      const result = await streamUpload({
+        port: app.port,
+        token: app.tokens.alice,
+        filename: 'held-back.pdf',
+        chunks: pdfStream(size),
+      });
+      expect({ status: result.status, body: result.status === 201 ? '' : result.body }).toEqual({
+        status: 201,
+        body: '',
+      });
+      expect((JSON.parse(result.body) as MediaItem).size).toBe(size);
+    } finally {
+      await app.close();
+      await new Promise((resolve) => clamd.close(resolve));
+    }
   });
 });
