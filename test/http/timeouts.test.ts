@@ -95,6 +95,24 @@ describe('small bodies and headers', () => {
     expect(exchange.received).toBe('');
   });
 
+  it.each([
+    ['an unparsable request line', 'NOT HTTP AT ALL\r\n\r\n'],
+    [
+      'headers past the size limit',
+      `GET /healthz HTTP/1.1\r\nHost: stowage\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    ],
+  ])('answers %s with 400 BAD_REQUEST in the contract’s shape, then closes', async (_what, request) => {
+    const connection = await RawConnection.open(t.port);
+    connection.write(request);
+    const response = parseResponse((await closedWithin(connection, CLOSED_WITHIN_MS)).received);
+    expectErrorShape(
+      { status: response.status, contentType: response.headers['content-type'], text: response.body },
+      400,
+      'BAD_REQUEST',
+    );
+    expect(response.headers.connection).toBe('close');
+  });
+
   it('keeps serving everyone else meanwhile', async () => {
     const stalled = await RawConnection.open(t.port);
     stalled.write('POST /api/auth/login HTTP/1.1\r\nHost: stowage\r\nContent-Length: 100\r\n\r\n{');
