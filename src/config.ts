@@ -56,7 +56,7 @@ export interface Config {
    * that stops arriving, an idle keep-alive connection); then 408 and close.
    */
   idleTimeout: number;
-  /** Seconds for the headers and a small (non-upload) body to arrive in full; then 408 and close. */
+  /** Seconds for the headers to arrive, and again for a small (non-upload) body; then 408 and close. */
   bodyTimeout: number;
   /** Requests per minute per client address for everything that is not a signed-in user's; 0 is off. */
   anonRateLimit: number;

@@ -7,7 +7,7 @@ import { markTimedOut, rawErrorResponse } from '../error-handler.ts';
 export interface TimeoutSettings {
   /** A connection the server waits on (for headers, body bytes or its next request) may stay silent this long. */
   idleMs: number;
-  /** The headers, and a body that is not an upload, must arrive in full within this long. */
+  /** The headers must arrive in full within this long, and then again a body that is not an upload. */
   bodyMs: number;
 }
 
@@ -138,6 +138,7 @@ export function registerTimeouts(app: FastifyInstance, settings: TimeoutSettings
 
   app.addHook('onResponse', (request, _reply, done) => {
     const socket = request.raw.socket;
+    if (!(socket instanceof Socket)) return done();
     if (inFlight.get(socket)?.request === request) inFlight.delete(socket);
     readAtLastResponse.set(socket, socket.bytesRead);
     if (request.raw.complete) clearTimeout(deadlines.get(request));
