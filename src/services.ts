@@ -42,7 +42,7 @@ export interface Services {
   tokens: AccessTokens;
   sessions: SessionService;
   loginThrottle: LoginThrottle;
-  /** Rate-limit counters: in memory, or in Redis shared by every instance. */
+  /** Rate-limit counters: Redis when configured (this instance's own while it is down). */
   counters: CounterStore;
   redis: Redis | undefined;
   storage: BlobStore;
