@@ -8,18 +8,19 @@ import { installValidators } from './http/validation.ts';
 import { registerSecurity, requestId } from './http/plugins/security.ts';
 import { registerMetrics } from './http/plugins/metrics.ts';
 import { registerDocs } from './http/plugins/docs.ts';
+import { registerTimeouts, timeoutServerOptions } from './http/plugins/timeouts.ts';
+import { registerAnonymousLimit } from './http/plugins/anonymous-limit.ts';
+import { presentsMetricsToken, registerMetricsToken } from './http/plugins/metrics-token.ts';
 import { authenticateHook, identify } from './http/plugins/authenticate.ts';
 import { publicAuthRoutes, sessionRoutes } from './http/routes/auth.ts';
 import { userRoutes } from './http/routes/users.ts';
-import { opsRoutes, presentsBearer } from './http/routes/ops.ts';
+import { opsRoutes } from './http/routes/ops.ts';
 import { mediaRoutes } from './http/routes/media.ts';
 import { contentRoutes } from './http/routes/content.ts';
 import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
-import { registerTimeouts, timeoutServerOptions } from './http/plugins/timeouts.ts';
-import { registerAnonymousLimit } from './http/plugins/anonymous-limit.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -72,27 +73,17 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   registerAnonymousLimit(app, {
     counters: services.counters,
     perMinute: config.anonRateLimit,
-    hasValidCredential: async (request) => {
-      const { metricsToken } = config;
-      if (
-        metricsToken !== undefined &&
-        request.routeOptions.url === '/metrics' &&
-        presentsBearer(request, metricsToken)
-      )
-        return true;
-      return identify(authDeps, request.headers.authorization).then(
+    hasValidCredential: async (request) =>
+      presentsMetricsToken(request, config.metricsToken) ||
+      identify(authDeps, request.headers.authorization).then(
         () => true,
         () => false,
-      );
-    },
+      ),
   });
+  registerMetricsToken(app, config.metricsToken);
 
   await app.register(async (open) => {
-    await opsRoutes(open, {
-      metrics: services.metrics,
-      checks: services.readinessChecks,
-      metricsToken: config.metricsToken,
-    });
+    await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });
     await publicAuthRoutes(open, authDeps);
     const contentDeps = { auth: authDeps, media: services.media, storage: services.storage };
     await contentRoutes(open, contentDeps);

@@ -1,10 +1,7 @@
-import crypto from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Metrics } from '../../metrics.ts';
-import { AppError } from '../../errors.ts';
-import { vouchFor } from '../plugins/anonymous-limit.ts';
 
 export type Check = () => Promise<'ok' | 'off'>;
 
@@ -12,20 +9,6 @@ export interface OpsDeps {
   metrics: Metrics;
   /** Named readiness checks; a check that throws (or takes too long) fails readiness. */
   checks: Record<string, Check>;
-  /** When set, /metrics answers only requests with `Authorization: Bearer <metricsToken>`. */
-  metricsToken?: string | undefined;
-}
-
-const BEARER_RE = /^Bearer +([^\s]+) *$/i;
-
-/**
- * Whether the request carries `Authorization: Bearer <token>`. Both sides are hashed first so
- * the comparison takes the same time whatever the presented value, its length included.
- */
-export function presentsBearer(request: FastifyRequest, token: string): boolean {
-  const presented = BEARER_RE.exec(request.headers.authorization ?? '')?.[1] ?? '';
-  const digest = (value: string) => crypto.createHash('sha256').update(value).digest();
-  return crypto.timingSafeEqual(digest(presented), digest(token)) && presented !== '';
 }
 
 const CHECK_TIMEOUT_MS = 3000;
@@ -79,21 +62,8 @@ export async function opsRoutes(base: FastifyInstance, deps: OpsDeps): Promise<v
 
   app.get(
     '/metrics',
-    {
-      schema: {
-        tags,
-        summary: 'Prometheus metrics',
-        description: 'Needs `Authorization: Bearer $STOWAGE_METRICS_TOKEN` when that variable is set.',
-        hide: false,
-      },
-    },
-    async (request, reply) => {
-      if (deps.metricsToken !== undefined) {
-        if (!presentsBearer(request, deps.metricsToken)) {
-          throw new AppError('UNAUTHENTICATED', 'The metrics token is missing or wrong.');
-        }
-        vouchFor(request);
-      }
+    { schema: { tags, summary: 'Prometheus metrics', hide: false } },
+    async (_request, reply) => {
       const text = await deps.metrics.registry.metrics();
       return reply.type(deps.metrics.registry.contentType).send(text);
     },
