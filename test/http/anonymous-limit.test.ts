@@ -145,4 +145,21 @@ describe.skipIf(!redisAvailable())('with Redis, across instances', () => {
     expectLimited(await one.app.inject({ method: 'GET', url: '/healthz', remoteAddress: from }));
     expectLimited(await two.app.inject({ method: 'GET', url: '/healthz', remoteAddress: from }));
   });
+
+  it('counts bad tokens on every instance together (each learns of it by at most one more request)', async () => {
+    const from = '192.0.2.45';
+    const bad = (t: TestApp) =>
+      t.app.inject({
+        method: 'GET',
+        url: '/api/users/me',
+        headers: { authorization: 'Bearer not-a-token' },
+        remoteAddress: from,
+      });
+    for (let i = 0; i < LIMIT; i++) expectUnauthenticated(await bad(i % 2 === 0 ? one : two));
+    for (const t of [one, two]) {
+      const first = await bad(t);
+      expect([401, 429]).toContain(first.statusCode);
+      expectLimited(await bad(t));
+    }
+  });
 });
