@@ -13,7 +13,7 @@ export interface AnonymousLimitDeps {
   counters: CounterStore;
   /** Requests per minute per client address; 0 turns the limit off. */
   perMinute: number;
-  /** Whether the request's Authorization header is a valid credential (a user's session, the metrics token). */
+  /** Whether the request's Authorization header is a valid credential (a session, the metrics token). */
   hasValidCredential(request: FastifyRequest): Promise<boolean>;
   clock?: Clock;
 }
@@ -37,11 +37,11 @@ export function vouchFor(request: FastifyRequest): void {
  * requests fall under the per-user limit instead.
  *
  * A request without an Authorization header is counted when it arrives. One with a header cannot
- * be judged before its token is checked, so it is counted as it is answered, unless a valid credential
- * was found (request.caller, or vouchFor); and once its address is over the limit, its credential
- * is checked first, and only a valid one lets it through. Which addresses are over the limit is
- * remembered locally when a count passes it, so the requests of signed-in users (the bulk of the
- * traffic) add no round trip to the counter store.
+ * be judged before its token is checked, so it is counted as it is answered, unless a valid
+ * credential was found (request.caller, or vouchFor); and once its address is over the limit, its
+ * credential is checked first, and only a valid one lets it through. Which addresses are over the
+ * limit is remembered locally when a count reaches it, so the requests of signed-in users (the
+ * bulk of the traffic) add no round trip to the counter store.
  */
 export function registerAnonymousLimit(app: FastifyInstance, deps: AnonymousLimitDeps): void {
   if (deps.perMinute <= 0) return;

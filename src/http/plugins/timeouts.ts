@@ -5,7 +5,7 @@ import { AppError } from '../../errors.ts';
 import { markTimedOut, rawErrorResponse } from '../error-handler.ts';
 
 export interface TimeoutSettings {
-  /** A connection the server waits on (for headers, body bytes or its next request) may stay silent this long. */
+  /** How long a connection the server waits on (headers, body bytes) may stay silent. */
   idleMs: number;
   /** The headers must arrive in full within this long, and then again a body that is not an upload. */
   bodyMs: number;
