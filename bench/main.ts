@@ -12,6 +12,7 @@ import { listFigures } from './figures/list.ts';
 import { loginFigures } from './figures/login.ts';
 import { requestFigures } from './figures/requests.ts';
 import { scanFigures } from './figures/scan.ts';
+import { soak, soakReport, type SoakResult } from './figures/soak.ts';
 import { thumbnailFigures } from './figures/thumbnail.ts';
 import { transferFigures } from './figures/transfer.ts';
 import { createScratch, log, ROOT, SETTINGS, type Context, type Mode } from './lib/context.ts';
@@ -39,7 +40,12 @@ const GROUPS: Group[] = [
 ];
 
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean' }, full: { type: 'boolean' }, only: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean' },
+    full: { type: 'boolean' },
+    only: { type: 'string' },
+    soak: { type: 'string' },
+  },
 });
 if (args.quick && args.full) throw new Error('--quick or --full, not both');
 const mode: Mode = args.full ? 'full' : 'quick';
@@ -132,7 +138,28 @@ async function runGroup(ctx: Context, group: Group, attempt = 1): Promise<Figure
   return [{ id: group.figures.join('/'), title: group.name, how: '', a: empty, b: empty, error: failure }];
 }
 
+/** `--soak MINUTES`: only the soak, written to its own section of BENCHMARKS.md. */
+async function runSoak(minutes: number): Promise<void> {
+  if (!(minutes >= 3)) throw new Error('--soak takes the minutes to run, at least 3');
+  const ctx = await prepare();
+  const loadBefore = loadAverage();
+  const results: SoakResult[] = [];
+  log(`soak: ${minutes} minutes`);
+  results.push(await soak(ctx, minutes));
+  const report = soakReport(results);
+  console.log(`\n${report}`);
+  const body = [
+    `### Soak (\`npm run bench -- --soak ${minutes}\`), ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    '',
+    `Load average (1/5/15 min) at start ${loadBefore}, at end ${loadAverage()}.`,
+    '',
+    report,
+  ].join('\n');
+  writeSection(path.join(ROOT, 'BENCHMARKS.md'), 'soak', body);
+}
+
 async function main(): Promise<void> {
+  if (args.soak !== undefined) return runSoak(Number(args.soak));
   log(`${mode} mode: ${settings.rounds} rounds, ${fmtSize(settings.fileBytes)} files, scratch ${tmp}`);
   const loadBefore = loadAverage();
   const machine = await describeMachine(tmp);
