@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { required } from './requirements.ts';
 
 /**
  * A real clamd for tests: a private daemon with a one-line signature database, so it starts in a
@@ -36,8 +37,6 @@ export interface RunningClamd {
   stop(): Promise<void>;
 }
 
-let reportedMissing = false;
-
 export function clamdBinary(): string | undefined {
   const onPath = (process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, 'clamd'));
   return [...CANDIDATES, ...onPath].find((file) => {
@@ -52,12 +51,7 @@ export function clamdBinary(): string | undefined {
 
 /** Whether clamd is installed; says once why clamd tests are skipped when it is not. */
 export function clamdAvailable(): boolean {
-  const available = clamdBinary() !== undefined;
-  if (!available && !reportedMissing) {
-    reportedMissing = true;
-    console.warn('clamd not found: skipping tests against a real clamd (apt-get install clamav-daemon)');
-  }
-  return available;
+  return required(clamdBinary() !== undefined, 'clamd', 'apt-get install clamav-daemon (.ci/run does)');
 }
 
 export async function startClamd(options: ClamdOptions = {}): Promise<RunningClamd> {

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import pg from 'pg';
+import { required } from './requirements.ts';
 
 /**
  * PostgreSQL for the tests that need it: they run when STOWAGE_TEST_DATABASE_URL points at a
@@ -7,17 +8,14 @@ import pg from 'pg';
  * run gets its own throwaway database, created through that URL's server and dropped after.
  */
 const adminUrl = process.env.STOWAGE_TEST_DATABASE_URL?.trim() || undefined;
-let told = false;
 
 /** Whether PostgreSQL tests can run; says once (per test file) why not when they cannot. */
 export function pgAvailable(): boolean {
-  if (!adminUrl && !told) {
-    told = true;
-    console.warn(
-      'skipping PostgreSQL tests: set STOWAGE_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run them',
-    );
-  }
-  return adminUrl !== undefined;
+  return required(
+    adminUrl !== undefined,
+    'PostgreSQL (STOWAGE_TEST_DATABASE_URL)',
+    'set STOWAGE_TEST_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/test (.ci/run does)',
+  );
 }
 
 export interface TestDatabase {

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { required } from './requirements.ts';
 
 /**
  * Redis for the tests that need it: they run when STOWAGE_TEST_REDIS_URL points at a server (CI
@@ -7,7 +8,6 @@ import { Redis } from 'ioredis';
  * it before and after. (Pub/sub channels are server-wide; listeners must ignore others' events.)
  */
 const baseUrl = process.env.STOWAGE_TEST_REDIS_URL?.trim() || undefined;
-let told = false;
 
 /** One database index per test file that uses Redis; add a line for a new file. */
 export const REDIS_DB = {
@@ -23,13 +23,11 @@ export const REDIS_DB = {
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */
 export function redisAvailable(): boolean {
-  if (!baseUrl && !told) {
-    told = true;
-    console.warn(
-      'skipping Redis tests: set STOWAGE_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) to run them',
-    );
-  }
-  return baseUrl !== undefined;
+  return required(
+    baseUrl !== undefined,
+    'Redis (STOWAGE_TEST_REDIS_URL)',
+    'set STOWAGE_TEST_REDIS_URL, e.g. redis://127.0.0.1:6379 (.ci/run does)',
+  );
 }
 
 /** The test server's URL with database index `n`. */

@@ -10,6 +10,7 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { required } from './requirements.ts';
 
 /**
  * A real S3 server for the tests that need one: Ceph's S3 gateway (radosgw), which `.ci/run`
@@ -21,28 +22,18 @@ import {
 const endpoint = process.env.STOWAGE_TEST_S3_ENDPOINT?.trim() || undefined;
 const accessKeyId = process.env.STOWAGE_TEST_S3_ACCESS_KEY?.trim() || 'stowage-test';
 const secretAccessKey = process.env.STOWAGE_TEST_S3_SECRET_KEY?.trim() || 'stowage-test-secret';
-const onCi = process.env.CI === 'true' || process.env.CI === '1';
 const REGION = 'us-east-1';
-let told = false;
 
 /**
  * Whether the S3 suites can run; says once (per test file) why not when they cannot. Throws on CI
  * without a server, so the test file fails instead of being skipped.
  */
 export function s3Available(): boolean {
-  if (endpoint) return true;
-  if (onCi) {
-    throw new Error(
-      'STOWAGE_TEST_S3_ENDPOINT is not set on CI: the S3 suites must run (.ci/run starts radosgw with scripts/start-ceph-rgw.sh)',
-    );
-  }
-  if (!told) {
-    told = true;
-    console.warn(
-      'skipping S3 tests: start radosgw with `bash scripts/start-ceph-rgw.sh` and export the STOWAGE_TEST_S3_* variables it prints to run them',
-    );
-  }
-  return false;
+  return required(
+    endpoint !== undefined,
+    'an S3 server (STOWAGE_TEST_S3_ENDPOINT)',
+    'start radosgw with `bash scripts/start-ceph-rgw.sh DIR` and export the STOWAGE_TEST_S3_* variables it writes (.ci/run does)',
+  );
 }
 
 /** What an S3 client needs to reach one test bucket. */

@@ -5,6 +5,7 @@ import { AppError } from '../../src/errors.ts';
 import { HeifDecoder, listsHevcDecoder } from '../../src/images/heif-decoder.ts';
 import { ImageProcessor } from '../../src/images/image-processor.ts';
 import { difference, errorCode, fixture, scratchDir, type ScratchDir } from './image-fixtures.ts';
+import { required } from '../helpers/requirements.ts';
 
 let scratch: ScratchDir;
 
@@ -17,11 +18,11 @@ afterAll(async () => {
 });
 
 const withTool = await ImageProcessor.create();
-if (withTool.heifDecoder === null) {
-  console.warn(
-    'no HEVC-capable heif-dec/heif-convert: skipping HEIC decoding tests (apt-get install libheif-examples)',
-  );
-}
+required(
+  withTool.heifDecoder !== null,
+  'an HEVC-capable heif-dec or heif-convert',
+  'apt-get install libheif-examples (.ci/run does)',
+);
 
 async function size(image: Buffer): Promise<[number, number]> {
   const { width, height } = await sharp(image).metadata();

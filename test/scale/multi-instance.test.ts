@@ -10,6 +10,7 @@ import { startServerProcess } from '../helpers/server-process.ts';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/postgres.ts';
 import { REDIS_DB, flushRedisDb, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
 import { MiB, pdfOfSize, s3Env, sha256, tusUpload, until, uploadMultipart } from './scale-helpers.ts';
+import { required } from '../helpers/requirements.ts';
 
 /**
  * Two real server processes on one PostgreSQL database, one Redis and one bucket (on the test
@@ -32,9 +33,12 @@ function findNginx(): string | undefined {
   return undefined;
 }
 const nginxBin = findNginx();
-const canRun = [pgAvailable(), redisAvailable(), s3Available(), nginxBin !== undefined].every(Boolean);
-if (!nginxBin)
-  console.warn("skipping the multi-instance test: no nginx binary (.ci/run installs Debian's nginx)");
+const canRun = [
+  pgAvailable(),
+  redisAvailable(),
+  s3Available(),
+  required(nginxBin !== undefined, 'nginx', 'apt-get install nginx (.ci/run does)'),
+].every(Boolean);
 
 interface Instance {
   name: string;
