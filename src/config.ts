@@ -51,6 +51,13 @@ export interface Config {
   /** Images decoded at once, and requests allowed to wait for a slot (past that: 503). */
   imageConcurrency: number;
   imageQueue: number;
+  /**
+   * Local storage behind nginx: the URI prefix (starting and ending with "/") of nginx's internal
+   * location for the blobs; content answers carry X-Accel-Redirect and nginx sends the bytes.
+   */
+  accelRedirect: string | undefined;
+  /** S3 storage: content answers are 302s to a presigned GET of the object. */
+  s3Redirect: boolean;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -217,6 +224,21 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     problems.push('STOWAGE_THUMBNAIL_SIZES: must be whole numbers from 16 to 4096, comma-separated');
   }
 
+  // One or more URI path segments of unreserved characters: the prefix goes into a response header
+  // and nginx matches it against a location, so nothing that needs escaping may appear in it.
+  const accelRedirect = get('STOWAGE_ACCEL_REDIRECT');
+  if (accelRedirect !== undefined) {
+    if (!/^\/([A-Za-z0-9_~-][A-Za-z0-9._~-]*\/)+$/.test(accelRedirect)) {
+      problems.push(
+        `STOWAGE_ACCEL_REDIRECT: must be a path like /_stowage_blobs/ (starting and ending with /), got ${JSON.stringify(accelRedirect)}`,
+      );
+    } else if (storage.kind !== 'local') {
+      problems.push('STOWAGE_ACCEL_REDIRECT: needs STOWAGE_STORAGE=local (nginx serves files from disk)');
+    }
+  }
+  const s3Redirect = bool('STOWAGE_S3_REDIRECT', false);
+  if (s3Redirect && storage.kind !== 's3') problems.push('STOWAGE_S3_REDIRECT: needs STOWAGE_STORAGE=s3');
+
   const quota = int('STOWAGE_QUOTA_BYTES', 0, 0);
   const config: Config = {
     host,
@@ -250,6 +272,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     uploadExpiry: int('STOWAGE_UPLOAD_EXPIRY', 86_400, 60),
     imageConcurrency: int('STOWAGE_IMAGE_CONCURRENCY', 2, 1, 64),
     imageQueue: int('STOWAGE_IMAGE_QUEUE', 32, 0, 10_000),
+    accelRedirect,
+    s3Redirect,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
