@@ -18,6 +18,7 @@ import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
+import { createOffload } from './http/offload.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -66,7 +67,12 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   await app.register(async (open) => {
     await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });
     await publicAuthRoutes(open, authDeps);
-    const contentDeps = { auth: authDeps, media: services.media, storage: services.storage };
+    const contentDeps = {
+      auth: authDeps,
+      media: services.media,
+      storage: services.storage,
+      offload: createOffload(config, services.storage),
+    };
     await contentRoutes(open, contentDeps);
     await thumbnailRoutes(open, {
       ...contentDeps,
