@@ -6,7 +6,12 @@ import net from 'node:net';
  * nothing else reads process.env. Every invalid variable is reported, one line each, naming it.
  */
 export type StorageConfig =
-  | { kind: 'local'; dir: string }
+  | {
+      kind: 'local';
+      dir: string;
+      /** Blobs readable by the group (0640, folders 0750): for nginx sending them (accel). */
+      groupReadable?: boolean;
+    }
   | {
       kind: 's3';
       endpoint: string | undefined;
@@ -236,6 +241,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
       problems.push('STOWAGE_ACCEL_REDIRECT: needs STOWAGE_STORAGE=local (nginx serves files from disk)');
     }
   }
+  if (accelRedirect !== undefined && storage.kind === 'local') storage.groupReadable = true;
   const s3Redirect = bool('STOWAGE_S3_REDIRECT', false);
   if (s3Redirect && storage.kind !== 's3') problems.push('STOWAGE_S3_REDIRECT: needs STOWAGE_STORAGE=s3');
 

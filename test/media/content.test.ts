@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { nginxAvailable, startNginx, type TestNginx } from '../helpers/nginx.ts';
@@ -438,6 +439,21 @@ describe.skipIf(!MODES.includes('nginx-accel'))('nginx sending the file (STOWAGE
       const body = Buffer.from(await direct.arrayBuffer());
       expect({ headers, accel: direct.headers.get('x-accel-redirect') }).toEqual({ headers, accel: null });
       expect(body).toEqual(DATA);
+    }
+  });
+
+  test("blobs are readable by nginx's group (0640, folders 0750) even under umask 0077; otherwise private", async () => {
+    const previous = process.umask(0o077);
+    try {
+      const modeOf = async (p: string) => (await fs.stat(p)).mode & 0o777;
+      const keyOf = (item: MediaItem) => `media/${item.id.slice(0, 2)}/${item.id}`;
+      const shared = await accel.app.uploadFile(DATA, 'modes.pdf');
+      const file = accel.app.services.storage.localPath(keyOf(shared))!;
+      expect([await modeOf(file), await modeOf(path.dirname(file))]).toEqual([0o640, 0o750]);
+      const own = await plain.app.uploadFile(DATA, 'modes.pdf');
+      expect(await modeOf(plain.app.services.storage.localPath(keyOf(own))!)).toBe(0o600);
+    } finally {
+      process.umask(previous);
     }
   });
 

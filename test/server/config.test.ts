@@ -222,6 +222,9 @@ describe('serving large files: STOWAGE_ACCEL_REDIRECT and STOWAGE_S3_REDIRECT', 
     for (const prefix of ['/_stowage_blobs/', '/internal/blobs/', '/a/']) {
       expect(loadConfig({ STOWAGE_ACCEL_REDIRECT: prefix }, CWD).accelRedirect).toBe(prefix);
     }
+    // nginx's worker reads the files: they are kept group-readable then, private otherwise.
+    expect(loadConfig({ STOWAGE_ACCEL_REDIRECT: '/a/' }, CWD).storage).toMatchObject({ groupReadable: true });
+    expect(loadConfig({}, CWD).storage).not.toMatchObject({ groupReadable: true });
     const s3 = { STOWAGE_STORAGE: 's3', STOWAGE_S3_BUCKET: 'media' };
     expect(loadConfig({ ...s3, STOWAGE_S3_REDIRECT: 'on' }, CWD).s3Redirect).toBe(true);
     expect(loadConfig({ ...s3, STOWAGE_S3_REDIRECT: 'off' }, CWD).s3Redirect).toBe(false);
