@@ -19,6 +19,7 @@ import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
 import { createOffload } from './http/offload.ts';
+import { clientAddressKey } from './util/client-address.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -92,7 +93,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
         max: config.userRateLimit,
         timeWindow: 60_000,
         ...(services.redis ? { redis: services.redis, nameSpace: 'stowage-rl:' } : {}),
-        keyGenerator: (request) => request.caller?.username ?? request.ip,
+        keyGenerator: (request) => request.caller?.username ?? clientAddressKey(request.ip),
         errorResponseBuilder: (_request, context) =>
           new AppError('RATE_LIMITED', undefined, {
             headers: { 'Retry-After': String(Math.max(1, Math.ceil(context.ttl / 1000))) },

@@ -12,6 +12,7 @@ import { AccessTokens } from './auth/tokens.ts';
 import { loadSigningKey } from './auth/keys.ts';
 import { SessionService } from './auth/sessions.ts';
 import { LocalInvalidationBus, type InvalidationBus } from './util/invalidation-bus.ts';
+import { ACCESS_CACHE_TTL_MS } from './util/ttl-cache.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
 import type { Check } from './http/routes/ops.ts';
@@ -32,6 +33,7 @@ import { TusUploads } from './http/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
 import type { Locker } from '@tus/utils';
+import type { Clock } from './util/clock.ts';
 import { MemoryLocker } from './cluster/memory-locker.ts';
 
 export interface Services {
@@ -61,7 +63,16 @@ export interface Services {
  * The composition root: the only place that knows which implementation of each part runs. Parts
  * are closed in reverse order of construction, also when construction fails half-way.
  */
-export async function createServices(config: Config, logger: Logger): Promise<Services> {
+export interface ServiceOptions {
+  /** The time source of time-dependent parts (tests pass a ManualClock). */
+  clock?: Clock;
+}
+
+export async function createServices(
+  config: Config,
+  logger: Logger,
+  options: ServiceOptions = {},
+): Promise<Services> {
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
     for (const close of closers.reverse()) {
@@ -108,11 +119,15 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       locker = redisLocker;
     }
 
-    // With several instances and no Redis to carry invalidations, a short cache bounds staleness.
-    const cacheTtlMs = redis ? 60_000 : 1_000;
+    // What decides access is cached for at most a second, with or without Redis: pub/sub can lose
+    // an invalidation, and a revocation must hold on every instance within 1 s regardless.
+    const cacheTtlMs = ACCESS_CACHE_TTL_MS;
     const sessions = new SessionService(database.db, bus, {
       refreshTtlSeconds: config.refreshTokenTtl,
       cacheTtlMs,
+      maxAgeSeconds: config.sessionMaxAge,
+      perUserLimit: config.sessionsPerUser,
+      ...(options.clock ? { clock: options.clock } : {}),
     });
     users.onChange((change) => {
       for (const username of [...change.removed, ...change.credentialsChanged]) {
@@ -154,7 +169,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       repo,
       storage,
       cursors: new Signer(secret, 'cursor'),
-      links: new Signer(secret, 'link'),
+      links: new Signer(secret, 'link-record'),
+      legacyLinks: new Signer(secret, 'link'),
       bus,
       cacheTtlMs,
     });

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { SessionService } from '../auth/sessions.ts';
 import type { MediaRepo } from './media-repo.ts';
+import { systemClock, type Clock } from '../util/clock.ts';
 import { thumbnailPrefix } from './media-service.ts';
 
 export interface SweeperDeps {
@@ -16,6 +17,8 @@ export interface SweeperDeps {
   tus?: { sweepExpired(): Promise<number> };
   /** Unfinished writes older than this are crash leftovers at start (0: none can be in flight). */
   startupIncompleteAgeMs?: number;
+  /** What the ages of leftovers are measured against; default the system clock. */
+  clock?: Clock;
 }
 
 const HOUR = 3_600_000;
@@ -28,11 +31,13 @@ const BATCH = 500;
  */
 export class Sweeper {
   readonly #deps: SweeperDeps;
+  readonly #clock: Clock;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
   constructor(deps: SweeperDeps) {
     this.#deps = deps;
+    this.#clock = deps.clock ?? systemClock;
   }
 
   start(): void {
@@ -52,9 +57,10 @@ export class Sweeper {
   async sweep(incompleteAgeMs: number): Promise<void> {
     const { logger, storage } = this.#deps;
     // Fixed now: an upload that begins while this pass runs is never older than the cutoff.
-    const cutoff = Date.now() - incompleteAgeMs;
+    const now = this.#clock.now();
+    const cutoff = now - incompleteAgeMs;
     const steps: [string, () => Promise<unknown>][] = [
-      ['unfinished writes', () => this.#deps.storage.sweepIncomplete(Date.now() - cutoff)],
+      ['unfinished writes', () => this.#deps.storage.sweepIncomplete(incompleteAgeMs, now)],
       [
         'orphaned blobs',
         () =>
@@ -79,6 +85,7 @@ export class Sweeper {
       ['expired resumable uploads', () => this.#deps.tus?.sweepExpired() ?? Promise.resolve()],
       ['expired reservations', () => this.#deps.repo.purgeExpiredReservations()],
       ['ended sessions', () => this.#deps.sessions.purgeExpired()],
+      ['expired links', () => this.#deps.repo.deleteExpiredLinks(Date.now())],
     ];
     for (const [what, step] of steps) {
       try {
@@ -95,7 +102,7 @@ export class Sweeper {
     idOf: (key: string) => string | undefined,
     remove: (id: string, keys: string[]) => Promise<void>,
   ): Promise<void> {
-    const cutoff = Date.now() - HOUR;
+    const cutoff = this.#clock.now() - HOUR;
     let batch = new Map<string, string[]>();
     const flush = async () => {
       const alive = await this.#deps.repo.existing([...batch.keys()]);

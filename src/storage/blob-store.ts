@@ -21,8 +21,11 @@ export interface BlobStore {
   deletePrefix(prefix: string): Promise<void>;
   /** Every committed key under `prefix` with its last-modified time: used to find orphans. */
   list(prefix: string): AsyncIterable<{ key: string; lastModified: Date }>;
-  /** Removes unfinished writes older than `olderThanMs` left by a crash; returns how many. */
-  sweepIncomplete(olderThanMs: number): Promise<number>;
+  /**
+   * Removes unfinished writes left by a crash that are older than `olderThanMs` at `now` (the
+   * caller's clock, in ms since the epoch; default the system's); returns how many.
+   */
+  sweepIncomplete(olderThanMs: number, now?: number): Promise<number>;
   /** Throws when the storage cannot be reached or written (readiness check). */
   ping(): Promise<void>;
   /** A local file path for a committed blob when the store is on local disk, else null. */

@@ -158,9 +158,9 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  async sweepIncomplete(olderThanMs: number): Promise<number> {
+  async sweepIncomplete(olderThanMs: number, now = Date.now()): Promise<number> {
     // mtime moves with every write, so a slow upload that is still receiving data is left alone.
-    const cutoff = Date.now() - olderThanMs;
+    const cutoff = now - olderThanMs;
     let removed = 0;
     for await (const entry of await opendir(this.#incompleteDir)) {
       const file = path.join(this.#incompleteDir, entry.name);

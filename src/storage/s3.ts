@@ -145,8 +145,8 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async sweepIncomplete(olderThanMs: number): Promise<number> {
-    const cutoff = Date.now() - olderThanMs;
+  async sweepIncomplete(olderThanMs: number, now = Date.now()): Promise<number> {
+    const cutoff = now - olderThanMs;
     let removed = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -161,7 +161,7 @@ export class S3BlobStore implements BlobStore {
           }),
         );
       } catch (err) {
-        // Some servers (s3rver, minimal gateways) do not list uploads; nothing to sweep there.
+        // Some servers (minimal gateways) do not list uploads; nothing to sweep there.
         if (isUnsupported(err)) return removed;
         throw err;
       }

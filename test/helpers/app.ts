@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from '../../src/config.ts';
-import { createServices, type Services } from '../../src/services.ts';
+import { createServices, type ServiceOptions, type Services } from '../../src/services.ts';
 import { buildApp } from '../../src/app.ts';
 import { PasswordHasher } from '../../src/auth/passwords.ts';
 
@@ -54,7 +54,10 @@ export async function startListeningApp(env: Record<string, string> = {}): Promi
   return { ...t, base: `http://127.0.0.1:${port}`, port, tokens };
 }
 
-export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function createTestApp(
+  env: Record<string, string> = {},
+  options: ServiceOptions = {},
+): Promise<TestApp> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-test-'));
   const config = loadConfig({ STOWAGE_DATA_DIR: dir, STOWAGE_LOG_LEVEL: 'silent', ...env });
   await fs.mkdir(path.dirname(config.usersFile), { recursive: true });
@@ -62,7 +65,7 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     .writeFile(config.usersFile, await defaultUsersFile(), { mode: 0o600, flag: 'wx' })
     .catch(() => undefined);
   const logger = pino({ level: config.logLevel });
-  const services = await createServices(config, logger);
+  const services = await createServices(config, logger, options);
   const app = await buildApp(services, logger);
   await app.ready();
   return {

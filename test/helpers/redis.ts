@@ -15,6 +15,7 @@ export const REDIS_DB = {
   multiInstance: 12,
   locker: 5,
   uploadLockHandover: 6,
+  revocation: 3,
 } as const;
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */

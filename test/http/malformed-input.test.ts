@@ -43,6 +43,8 @@ describe('malformed input on every route', () => {
       ['POST', '/api/media/lookup'],
       ['PATCH', `/api/media/${item.id}`],
       ['POST', `/api/media/${item.id}/links`],
+      ['GET', `/api/media/${item.id}/links`],
+      ['DELETE', `/api/media/${item.id}/links/no-such-link`],
       ['GET', `/api/media/${item.id}/content`],
       ['GET', `/api/media/${item.id}/thumbnail`],
       ['POST', '/api/media/uploads'],

@@ -11,6 +11,7 @@ import { SessionService } from '../../src/auth/sessions.ts';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
 import type { InvalidationEvent } from '../../src/util/invalidation-bus.ts';
 import { REDIS_DB, flushRedisDb, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
+import { ManualClock } from '../helpers/clock.ts';
 import { until } from './scale-helpers.ts';
 
 /**
@@ -126,13 +127,25 @@ describe.skipIf(!redisAvailable())('Redis', () => {
       expect(toA.find((e) => e.username === fromB.username)).toEqual(fromB);
     });
 
+    it('never fails or holds up the change it announces when Redis cannot take the message', async () => {
+      const warnings: string[] = [];
+      const recording = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+      const client = connect();
+      const created = await RedisInvalidationBus.create(client, recording);
+      buses.push(created);
+      client.disconnect(); // the publishing connection is gone; the change is already in the database
+      await expect(created.publish({ sessionIds: [crypto.randomUUID()] })).resolves.toBeUndefined();
+      await until(() => warnings.some((w) => w.includes('could not broadcast')), 5000);
+    });
+
     it('ends a session on every instance within a second of its revocation on one', async () => {
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-redis-'));
       let database: DatabaseHandle | undefined;
       try {
         database = await openDatabase({ kind: 'sqlite', file: path.join(dir, 'stowage.db') });
-        // Long caches, so only the broadcast can make the second instance notice.
-        const opts = { refreshTtlSeconds: 3600, cacheTtlMs: 60_000 };
+        // A clock that stands still: the caches never expire, so only the broadcast can make the
+        // second instance notice.
+        const opts = { refreshTtlSeconds: 3600, cacheTtlMs: 1_000, clock: new ManualClock() };
         const one = new SessionService(database.db, await bus(), opts);
         const two = new SessionService(database.db, await bus(), opts);
         const user = `user-${crypto.randomUUID()}`;

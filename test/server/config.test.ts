@@ -213,6 +213,33 @@ describe('invalid values are refused, naming the variable', () => {
   });
 });
 
+describe('token and session lifetimes', () => {
+  it('accepts access tokens down to 1 second, and refuses 0', () => {
+    for (const ttl of ['1', '5', '9']) {
+      expect(loadConfig({ STOWAGE_ACCESS_TOKEN_TTL: ttl }, CWD).accessTokenTtl).toBe(Number(ttl));
+    }
+    expectRefused({ STOWAGE_ACCESS_TOKEN_TTL: '0' }, 'STOWAGE_ACCESS_TOKEN_TTL');
+    expectRefused({ STOWAGE_ACCESS_TOKEN_TTL: '86401' }, 'STOWAGE_ACCESS_TOKEN_TTL');
+  });
+
+  it('limits sessions per user to 50 and their age to 30 days by default', () => {
+    const config = loadConfig({}, CWD);
+    expect(config.sessionsPerUser).toBe(50);
+    expect(config.sessionMaxAge).toBe(2_592_000);
+    const set = loadConfig({ STOWAGE_SESSIONS_PER_USER: '3', STOWAGE_SESSION_MAX_AGE: '3600' }, CWD);
+    expect(set.sessionsPerUser).toBe(3);
+    expect(set.sessionMaxAge).toBe(3600);
+  });
+
+  it.each(['0', '-1', 'many', '1.5'])('refuses STOWAGE_SESSIONS_PER_USER=%s', (value) => {
+    expectRefused({ STOWAGE_SESSIONS_PER_USER: value }, 'STOWAGE_SESSIONS_PER_USER');
+  });
+
+  it.each(['0', '59', '30d', '315360001'])('refuses STOWAGE_SESSION_MAX_AGE=%s', (value) => {
+    expectRefused({ STOWAGE_SESSION_MAX_AGE: value }, 'STOWAGE_SESSION_MAX_AGE');
+  });
+});
+
 describe('serving large files: STOWAGE_ACCEL_REDIRECT and STOWAGE_S3_REDIRECT', () => {
   it('are off by default', () => {
     expect(loadConfig({}, CWD)).toMatchObject({ accelRedirect: undefined, s3Redirect: false });

@@ -2,11 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Ingest } from '../../media/ingest.ts';
-import type { MediaService } from '../../media/media-service.ts';
+import type { IssuedLink, MediaService } from '../../media/media-service.ts';
 import { SORTS } from '../../media/media-repo.ts';
 import { callerOf } from '../plugins/authenticate.ts';
 import { MediaItem, mediaJson } from '../media-json.ts';
-import { errors } from '../schemas.ts';
+import { errors, iso, IsoTime } from '../schemas.ts';
 import { receiveMultipart } from './upload.ts';
 
 export interface MediaRouteDeps {
@@ -19,6 +19,28 @@ const tags = ['media'];
 const security = [{ bearer: [] }];
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 const Visibility = Type.Union([Type.Literal('private'), Type.Literal('public')]);
+const Link = Type.Object(
+  {
+    id: Type.String({ description: 'The link id, for revoking it' }),
+    url: Type.String({
+      description: 'The content URL with the token; the same token works on the thumbnail',
+    }),
+    createdAt: IsoTime,
+    expiresAt: IsoTime,
+  },
+  { $id: 'Link' },
+);
+
+/** The token is the credential: it appears in this URL only, never in logs (see logger.ts). */
+function linkJson(link: IssuedLink) {
+  return {
+    id: link.id,
+    url: `/api/media/${link.mediaId}/content?token=${encodeURIComponent(link.token)}`,
+    createdAt: iso(link.createdAt),
+    expiresAt: iso(link.expiresAt),
+  };
+}
+
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'lowercase hex SHA-256' });
 /** Digests per lookup request (the contract's limit). */
 const LOOKUP_MAX = 1000;
@@ -185,7 +207,7 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
       schema: {
         tags,
         security,
-        summary: 'Create a signed, expiring link to the content (and thumbnails)',
+        summary: 'Create a signed, expiring, revocable link to the content (and thumbnails)',
         params: IdParams,
         body: Type.Object(
           {
@@ -200,22 +222,56 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
           { additionalProperties: false },
         ),
         response: {
-          201: Type.Object({ url: Type.String(), expiresAt: Type.String({ format: 'date-time' }) }),
+          201: Type.Object({ id: Type.String(), url: Type.String(), expiresAt: IsoTime }),
           ...errors(400, 401, 404),
         },
       },
     },
     async (request, reply) => {
-      const id = request.params.id;
-      const { token, expiresAt } = await deps.media.createLink(
+      const link = await deps.media.createLink(
         callerOf(request),
-        id,
+        request.params.id,
         request.body.expiresIn ?? 3600,
       );
-      return reply.code(201).send({
-        url: `/api/media/${id}/content?token=${encodeURIComponent(token)}`,
-        expiresAt: new Date(expiresAt).toISOString(),
-      });
+      const { id, url, expiresAt } = linkJson(link);
+      return reply.code(201).send({ id, url, expiresAt });
+    },
+  );
+
+  app.get(
+    '/api/media/:id/links',
+    {
+      schema: {
+        tags,
+        security,
+        summary: "The item's live (unexpired, unrevoked) signed links, newest first",
+        params: IdParams,
+        response: { 200: Type.Object({ items: Type.Array(Link) }), ...errors(401, 404) },
+      },
+    },
+    async (request) => {
+      const links = await deps.media.listLinks(callerOf(request), request.params.id);
+      return { items: links.map(linkJson) };
+    },
+  );
+
+  app.delete(
+    '/api/media/:id/links/:linkId',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Revoke a signed link: refused (401) from then on, on every instance within a second',
+        params: Type.Object({
+          id: Type.String({ minLength: 1, maxLength: 64 }),
+          linkId: Type.String({ minLength: 1, maxLength: 64 }),
+        }),
+        response: { 204: Type.Null(), ...errors(401, 404) },
+      },
+    },
+    async (request, reply) => {
+      await deps.media.revokeLink(callerOf(request), request.params.id, request.params.linkId);
+      return reply.code(204).send(null);
     },
   );
 }
