@@ -457,6 +457,18 @@ describe.skipIf(!MODES.includes('nginx-accel'))('nginx sending the file (STOWAGE
     }
   });
 
+  test('a blob missing from disk is the same error in the contract shape either way', async () => {
+    const answers = [];
+    for (const served of [plain, accel]) {
+      const item = await served.app.uploadFile(DATA, 'gone.pdf');
+      await fs.rm(served.app.services.storage.localPath(`media/${item.id.slice(0, 2)}/${item.id}`)!);
+      const res = await fetchContent(served, item.id);
+      expectError(res, 500, 'INTERNAL');
+      answers.push({ status: res.status, body: res.json<unknown>() });
+    }
+    expect(answers[1]).toEqual(answers[0]);
+  });
+
   test('the internal location cannot be requested by clients', async () => {
     const item = docs.get(accel)!;
     const res = await fetch(`${accel.base}${ACCEL_PREFIX}media/${item.id.slice(0, 2)}/${item.id}`);
