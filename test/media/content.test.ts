@@ -39,8 +39,9 @@ interface Served {
   close(): Promise<void>;
 }
 
-async function serve(mode: Mode): Promise<Served> {
+async function serve(mode: Mode, env: Record<string, string> = {}): Promise<Served> {
   const app = await startMediaApp({
+    ...env,
     STOWAGE_LINK_MAX_TTL: '7200',
     ...(mode === 'nginx-accel' ? { STOWAGE_ACCEL_REDIRECT: ACCEL_PREFIX } : {}),
   });
@@ -317,7 +318,9 @@ describe.skipIf(!MODES.includes('nginx-accel'))('nginx sending the file (STOWAGE
   const publicDocs = new Map<Served, MediaItem>();
 
   beforeAll(async () => {
-    [plain, accel] = await Promise.all([serve('nginx'), serve('nginx-accel')]);
+    // With CORS on, so that its headers are compared too.
+    const cors = { STOWAGE_CORS_ORIGINS: 'https://app.example.com' };
+    [plain, accel] = await Promise.all([serve('nginx', cors), serve('nginx-accel', cors)]);
     for (const served of [plain, accel]) {
       docs.set(served, await served.app.uploadFile(DATA, 'doc.pdf'));
       publicDocs.set(served, await served.app.uploadFile(DATA, 'pub.pdf', 'alice', { visibility: 'public' }));
@@ -383,6 +386,12 @@ describe.skipIf(!MODES.includes('nginx-accel'))('nginx sending the file (STOWAGE
       () => ({ headers: { 'if-unmodified-since': 'Thu, 01 Jan 1970 00:00:00 GMT' } }),
     ],
     ['a public item without credentials', 'public', () => ({ as: null })],
+    ['a cross-origin request', 'doc', () => ({ headers: { origin: 'https://app.example.com' } })],
+    [
+      'a cross-origin range',
+      'doc',
+      () => ({ headers: { origin: 'https://app.example.com', range: 'bytes=1-2' } }),
+    ],
     ['a private item without credentials (401)', 'doc', () => ({ as: null })],
     ["another user's item (404)", 'doc', () => ({ as: 'bob' })],
     ['a missing item (401)', 'missing', () => ({ as: null })],
@@ -398,6 +407,16 @@ describe.skipIf(!MODES.includes('nginx-accel'))('nginx sending the file (STOWAGE
       expect(withAccel).toEqual(without);
     },
   );
+
+  test('a browser on an allowed origin may read the file and its headers', async () => {
+    const res = await fetchContent(accel, docs.get(accel)!.id, {
+      headers: { origin: 'https://app.example.com' },
+    });
+    expect(res.headers['access-control-allow-origin']).toBe('https://app.example.com');
+    expect(res.headers['access-control-expose-headers']).toMatch(/Content-Disposition/);
+    expect(res.headers.vary).toMatch(/Origin/);
+    expect(res.rawPayload).toEqual(DATA);
+  });
 
   test('If-Range with the exact Last-Modified gives the range', async () => {
     for (const served of [plain, accel]) {
