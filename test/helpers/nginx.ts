@@ -53,6 +53,8 @@ export async function startNginx(options: {
   blobRoot?: string;
   /** An access log format (default: nginx's combined). */
   logFormat?: string;
+  /** false: no access log (benchmarks). */
+  accessLog?: boolean;
 }): Promise<TestNginx> {
   if (!nginxBin) throw new Error('no nginx binary');
   const prefix = options.dir;
@@ -72,9 +74,11 @@ export async function startNginx(options: {
       `error_log ${errorLog} warn;`,
       'events { worker_connections 256; }',
       'http {',
-      ...(options.logFormat
-        ? [`  log_format test '${options.logFormat}';`, `  access_log ${accessLog} test;`]
-        : [`  access_log ${accessLog};`]),
+      ...(options.accessLog === false
+        ? ['  access_log off;']
+        : options.logFormat
+          ? [`  log_format test '${options.logFormat}';`, `  access_log ${accessLog} test;`]
+          : [`  access_log ${accessLog};`]),
       ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(
         (t) => `  ${t}_temp_path ${prefix}/${t}_temp;`,
       ),
