@@ -1,5 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { nginxAvailable, startNginx, type TestNginx } from '../helpers/nginx.ts';
@@ -506,3 +508,50 @@ describe.skipIf(!MODES.includes('nginx-accel'))('nginx sending the file (STOWAGE
     expect(middle.rawPayload.equals(big.subarray(1_048_570, 2_097_161))).toBe(true);
   });
 });
+
+describe.skipIf(!MODES.includes('nginx-accel'))(
+  'deploy/nginx.conf follows X-Accel-Redirect only for downloads',
+  () => {
+    test('from any other route, the header is neither followed nor passed to the client', async () => {
+      // An upstream that names a blob on every answer: what a bug elsewhere in the API would do.
+      const blobs = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-accel-'));
+      await fs.mkdir(path.join(blobs, 'media', 'ab'), { recursive: true });
+      await fs.writeFile(path.join(blobs, 'media', 'ab', 'abc'), 'the secret file');
+      const upstream = http.createServer((req, res) => {
+        res.setHeader('X-Accel-Redirect', `${ACCEL_PREFIX}media/ab/abc`);
+        res.end(req.url === '/healthz' ? 'ok' : 'the upstream answer');
+      });
+      await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+      const { port } = upstream.address() as { port: number };
+      const nginx = await startNginx({
+        dir: path.join(blobs, 'nginx'),
+        upstreams: [`127.0.0.1:${port}`],
+        blobRoot: blobs,
+      });
+      try {
+        for (const url of [
+          '/api/auth/me',
+          '/api/media/list',
+          '/api/media/abc',
+          '/api/media/abc/thumbnail',
+          '/docs',
+          '/metrics',
+        ]) {
+          const res = await fetch(`${nginx.base}${url}`);
+          expect({ url, body: await res.text(), accel: res.headers.get('x-accel-redirect') }).toEqual({
+            url,
+            body: 'the upstream answer',
+            accel: null,
+          });
+        }
+        const download = await fetch(`${nginx.base}/api/media/abc/content`);
+        expect(await download.text()).toBe('the secret file');
+      } finally {
+        await nginx.stop();
+        upstream.closeAllConnections();
+        await new Promise((resolve) => upstream.close(resolve));
+        await fs.rm(blobs, { recursive: true, force: true });
+      }
+    });
+  },
+);
