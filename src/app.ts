@@ -21,6 +21,7 @@ import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
+import { createOffload } from './http/offload.ts';
 import { clientAddressKey } from './util/client-address.ts';
 import { counterRateLimitStore } from './http/rate-limit-store.ts';
 import './http/caller.ts';
@@ -87,7 +88,12 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   await app.register(async (open) => {
     await opsRoutes(open, { metrics: services.metrics, readiness: services.readiness });
     await publicAuthRoutes(open, authDeps);
-    const contentDeps = { auth: authDeps, media: services.media, storage: services.storage };
+    const contentDeps = {
+      auth: authDeps,
+      media: services.media,
+      storage: services.storage,
+      offload: createOffload(config, services.storage),
+    };
     await contentRoutes(open, contentDeps);
     await thumbnailRoutes(open, {
       ...contentDeps,

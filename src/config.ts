@@ -6,7 +6,12 @@ import net from 'node:net';
  * nothing else reads process.env. Every invalid variable is reported, one line each, naming it.
  */
 export type StorageConfig =
-  | { kind: 'local'; dir: string }
+  | {
+      kind: 'local';
+      dir: string;
+      /** Blobs readable by the group (0640, folders 0750): for nginx sending them (accel). */
+      groupReadable?: boolean;
+    }
   | {
       kind: 's3';
       endpoint: string | undefined;
@@ -71,6 +76,13 @@ export interface Config {
   anonRateLimit: number;
   /** When set, GET /metrics requires `Authorization: Bearer <this>`. */
   metricsToken: string | undefined;
+  /**
+   * Local storage behind nginx: the URI prefix (starting and ending with "/") of nginx's internal
+   * location for the blobs; content answers carry X-Accel-Redirect and nginx sends the bytes.
+   */
+  accelRedirect: string | undefined;
+  /** S3 storage: content answers are 302s to a presigned GET of the object. */
+  s3Redirect: boolean;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -237,6 +249,22 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     problems.push('STOWAGE_THUMBNAIL_SIZES: must be whole numbers from 16 to 4096, comma-separated');
   }
 
+  // One or more URI path segments of unreserved characters: the prefix goes into a response header
+  // and nginx matches it against a location, so nothing that needs escaping may appear in it.
+  const accelRedirect = get('STOWAGE_ACCEL_REDIRECT');
+  if (accelRedirect !== undefined) {
+    if (!/^\/([A-Za-z0-9_~-][A-Za-z0-9._~-]*\/)+$/.test(accelRedirect)) {
+      problems.push(
+        `STOWAGE_ACCEL_REDIRECT: must be a path like /_stowage_blobs/ (starting and ending with /), got ${JSON.stringify(accelRedirect)}`,
+      );
+    } else if (storage.kind !== 'local') {
+      problems.push('STOWAGE_ACCEL_REDIRECT: needs STOWAGE_STORAGE=local (nginx serves files from disk)');
+    }
+  }
+  if (accelRedirect !== undefined && storage.kind === 'local') storage.groupReadable = true;
+  const s3Redirect = bool('STOWAGE_S3_REDIRECT', false);
+  if (s3Redirect && storage.kind !== 's3') problems.push('STOWAGE_S3_REDIRECT: needs STOWAGE_STORAGE=s3');
+
   const quota = int('STOWAGE_QUOTA_BYTES', 0, 0);
   // An RFC 6750 b64token, long enough not to be guessed: it guards the metrics of the whole server.
   const metricsToken = get('STOWAGE_METRICS_TOKEN');
@@ -286,6 +314,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     bodyTimeout: int('STOWAGE_BODY_TIMEOUT', 30, 1, 3600),
     anonRateLimit: int('STOWAGE_ANON_RATE_LIMIT_PER_MINUTE', 3000, 0),
     metricsToken,
+    accelRedirect,
+    s3Redirect,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -14,6 +14,7 @@ import {
   type Stowage,
 } from '../lib/servers.ts';
 import { alternate, rotate, type Figure, type Measure } from '../lib/stats.ts';
+import { startNginx as startFrontNginx } from '../../test/helpers/nginx.ts';
 import { transferDefinitions, type TransferSeries } from './transfer-defs.ts';
 
 /**
@@ -31,6 +32,10 @@ interface Ctx extends Context {
 }
 
 const stowage = (ctx: Ctx) => () => startStowage(ctx, ctx.dataDir);
+/** The prefix of the internal location in deploy/nginx.conf. */
+const ACCEL_PREFIX = '/_stowage_blobs/';
+const stowageAccel = (ctx: Ctx) => () =>
+  startStowage(ctx, ctx.dataDir, { STOWAGE_ACCEL_REDIRECT: ACCEL_PREFIX });
 const bareUpload = (ctx: Ctx) => () => startBaseline(ctx, 'upload-sha256.ts', [ctx.tmp]);
 const bareDownload = (ctx: Ctx) => () => startBaseline(ctx, 'download-pipeline.ts', [ctx.filesDir]);
 const sizeOf = (file: string) => fs.statSync(file).size;
@@ -76,8 +81,8 @@ function stowageTus(ctx: Ctx, file: string): Promise<FreshRun<number>> {
   );
 }
 
-/** GET /api/media/{id}/content from a fresh Stowage; MB/s. The item is deleted after. */
-function stowageDownload(ctx: Ctx, id: string, bytes: number): Promise<FreshRun<number>> {
+/** GET /api/media/{id}/content from a fresh Stowage; MB/s. The item is deleted after, if `remove`. */
+function stowageDownload(ctx: Ctx, id: string, bytes: number, remove = true): Promise<FreshRun<number>> {
   let token = '';
   return fresh(
     stowage(ctx),
@@ -86,8 +91,30 @@ function stowageDownload(ctx: Ctx, id: string, bytes: number): Promise<FreshRun<
       const t = expectStatus(await download(`${s.url}/api/media/${id}/content`, token), 200, 'download');
       return mbps(bytes, t.seconds);
     },
-    async (s) => deleteMedia(s, token, id),
+    async (s) => (remove ? deleteMedia(s, token, id) : undefined),
   );
+}
+
+/**
+ * GET /api/media/{id}/content through nginx running deploy/nginx.conf in front of a fresh Stowage
+ * with STOWAGE_ACCEL_REDIRECT: Stowage authorises, nginx sends the file (sendfile); MB/s.
+ */
+function accelDownload(ctx: Ctx, id: string, bytes: number): Promise<FreshRun<number>> {
+  return fresh(stowageAccel(ctx), async (s: Stowage) => {
+    const front = await startFrontNginx({
+      dir: fs.mkdtempSync(path.join(ctx.tmp, 'nginx-accel-')),
+      upstreams: [new URL(s.url).host],
+      blobRoot: path.join(ctx.dataDir, 'blobs'),
+      accessLog: false,
+    });
+    try {
+      const url = `${front.base}/api/media/${id}/content`;
+      const t = expectStatus(await download(url, await s.login()), 200, 'download through nginx (accel)');
+      return mbps(bytes, t.seconds);
+    } finally {
+      await front.stop();
+    }
+  });
 }
 
 /** GET /NAME from nginx or the bare download server; MB/s. */
@@ -105,6 +132,7 @@ function series(ctx: Ctx): TransferSeries {
     tus: m('Stowage tus', 'MB/s'),
     tusBare: m('bare pipe+SHA-256 (curl -T)', 'MB/s'),
     down: m('Stowage', 'MB/s'),
+    accel: m('nginx + Stowage (X-Accel-Redirect)', 'MB/s'),
     nginx: m('nginx sendfile', 'MB/s'),
     downBare: m('bare node pipeline', 'MB/s'),
     rssUp: m('Stowage', 'MiB'),
@@ -152,19 +180,25 @@ async function round(ctx: Ctx, nginx: Server, r: number, s: TransferSeries): Pro
   push(s.tusBare, tusBare.result);
   ctx.log(`[2] ${label}: tus ${n(tus.result)} MB/s, bare ${n(tusBare.result)} MB/s`);
 
-  // Figures 3, 3b and 4b: the item figure 1 stored, then the same file from nginx and the bare server.
-  const [down, viaNginx, downBare] = await rotate<FreshRun<number>>(r, [
-    () => stowageDownload(ctx, up.result.id, sizeOf(main)),
+  // Figures 3, 3b, 3c and 4b: the item figure 1 stored through nginx with X-Accel-Redirect and
+  // streamed by Stowage, then the same file from nginx and the bare server; deleted after.
+  const id = up.result.id;
+  const [accel, down, viaNginx, downBare] = await rotate<FreshRun<number>>(r, [
+    () => accelDownload(ctx, id, sizeOf(main)),
+    () => stowageDownload(ctx, id, sizeOf(main), false),
     async () => ({ result: await plainDownload(nginx, main), peakRssMiB: NaN }),
     () => fresh(bareDownload(ctx), (server) => plainDownload(server, main)),
   ]);
+  await fresh(stowage(ctx), async (s: Stowage) => deleteMedia(s, await s.login(), id));
+  push(s.accel, accel!.result);
   push(s.down, down!.result);
   push(s.nginx, viaNginx!.result);
   push(s.downBare, downBare!.result);
   push(s.rssDown, down!.peakRssMiB);
   push(s.rssDownBare, downBare!.peakRssMiB);
   ctx.log(
-    `[3] ${label}: Stowage ${n(down!.result)} MB/s, nginx ${n(viaNginx!.result)}, bare ${n(downBare!.result)}`,
+    `[3] ${label}: nginx+Stowage (accel) ${n(accel!.result)} MB/s, Stowage ${n(down!.result)}, ` +
+      `nginx ${n(viaNginx!.result)}, bare ${n(downBare!.result)}`,
   );
 
   // Figure 4c/4d: the same transfers with the small file, and with the largest (full mode: 4 GiB).

@@ -46,13 +46,7 @@ export type RangeDecision =
  */
 export function decideRange(size: number, v: Validators, c: RequestConditions): RangeDecision {
   if (c.range === undefined) return { kind: 'full' };
-  if (c.ifRange !== undefined) {
-    const ir = c.ifRange.trim();
-    const matches = ir.startsWith('"')
-      ? ir === v.etag
-      : !Number.isNaN(Date.parse(ir)) && Math.floor(Date.parse(ir) / 1000) === seconds(v.lastModified);
-    if (!matches) return { kind: 'full' };
-  }
+  if (c.ifRange !== undefined && !ifRangeMatches(v, c.ifRange)) return { kind: 'full' };
   if (c.range.length > 1024 || hasReversedSpec(c.range)) return { kind: 'full' };
   const parsed = rangeParser(size, c.range, { combine: true });
   if (parsed === -1) return { kind: 'unsatisfiable' };
@@ -60,6 +54,14 @@ export function decideRange(size: number, v: Validators, c: RequestConditions): 
   const [range] = parsed;
   if (!range) return { kind: 'full' };
   return { kind: 'partial', start: range.start, end: range.end };
+}
+
+/** RFC 9110 §13.1.5: If-Range holds a strong ETag (compared strongly) or an exact date. */
+export function ifRangeMatches(v: Validators, ifRange: string): boolean {
+  const ir = ifRange.trim();
+  if (ir.startsWith('"')) return ir === v.etag;
+  const date = Date.parse(ir);
+  return !Number.isNaN(date) && Math.floor(date / 1000) === seconds(v.lastModified);
 }
 
 /**

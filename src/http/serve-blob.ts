@@ -1,7 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { AppError } from '../errors.ts';
-import { decideRange, notModified, type Validators } from './conditional.ts';
+import {
+  decideRange,
+  ifRangeMatches,
+  notModified,
+  type RangeDecision,
+  type RequestConditions,
+  type Validators,
+} from './conditional.ts';
+import type { BlobOffload } from './offload.ts';
 
 export interface BlobResponse extends Validators {
   /** Where the bytes are; only asked for when the response is not a 304 (renditions render here). */
@@ -10,6 +18,8 @@ export interface BlobResponse extends Validators {
   /** null: no Content-Disposition (renditions). */
   disposition: { type: 'inline' | 'attachment'; filename: string } | null;
   cacheControl: string;
+  /** Who sends the bytes instead of Stowage, if anyone (renditions: no one, they are small). */
+  offload?: BlobOffload | undefined;
 }
 
 /** An uploaded file may be anything: it must never run script or be framed in our origin. */
@@ -33,13 +43,18 @@ function header(request: FastifyRequest, name: string): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-/** Streams a blob with conditional requests and single byte ranges (GET and HEAD). */
+/**
+ * Answers GET and HEAD for a blob: conditional requests and single byte ranges, then the bytes,
+ * streamed by Stowage or, with an `offload`, sent by nginx or the object store. What Stowage can
+ * decide itself (304, 416) it always answers itself, so those answers are the same either way.
+ */
 export async function serveBlob(
   request: FastifyRequest,
   reply: FastifyReply,
   store: BlobStore,
   blob: BlobResponse,
 ) {
+  const { offload } = blob;
   void reply
     .header('Content-Security-Policy', CONTENT_CSP)
     .header('Cross-Origin-Resource-Policy', 'cross-origin')
@@ -64,12 +79,32 @@ export async function serveBlob(
       details: { size },
     });
   }
+  const disposition = blob.disposition
+    ? contentDisposition(blob.disposition.type, blob.disposition.filename)
+    : undefined;
+  // A presigned URL is for one method, GET; HEAD is answered here, from what the database knows.
+  if (offload?.kind === 'presign' && !bytes && request.method === 'GET') {
+    const url = await offload.url(key, {
+      contentType: blob.contentType,
+      contentDisposition: disposition,
+      cacheControl: blob.cacheControl,
+    });
+    // The object store applies the Range itself. The URL expires within a minute, so the
+    // redirect must not be stored and reused; the validators belong to the object, not to it.
+    reply.removeHeader('ETag');
+    reply.removeHeader('Last-Modified');
+    reply.removeHeader('Accept-Ranges');
+    return reply.code(302).header('Location', url).header('Cache-Control', 'no-store').send();
+  }
   void reply.type(blob.contentType);
-  if (blob.disposition) {
-    void reply.header(
-      'Content-Disposition',
-      contentDisposition(blob.disposition.type, blob.disposition.filename),
-    );
+  if (disposition !== undefined) void reply.header('Content-Disposition', disposition);
+  if (offload?.kind === 'accel' && !bytes && nginxDecidesAlike(request, conditions, blob, range)) {
+    // nginx replaces this empty answer with the file from its internal location, keeping these
+    // headers (deploy/nginx.conf passes those it would otherwise drop) and applying the Range
+    // itself; it adds Content-Length and Content-Range of its own.
+    // nginx adds Accept-Ranges to a whole file (200) but not to a range (206), where it keeps ours.
+    if (range.kind === 'full') reply.removeHeader('Accept-Ranges');
+    return reply.header('X-Accel-Redirect', offload.uri(key)).send();
   }
   const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, size - 1];
   if (range.kind === 'partial') {
@@ -80,4 +115,32 @@ export async function serveBlob(
   if (bytes) return reply.send(bytes.subarray(start, end + 1));
   const stream = await store.read(key, range.kind === 'partial' ? { start, end } : undefined);
   return reply.send(stream);
+}
+
+/**
+ * One byte-range-spec that nginx and range-parser read alike (RFC 9110 §14.1.1). Up to 15 digits:
+ * nginx refuses (416) numbers near 2^63 that range-parser would clamp to the file's size.
+ */
+const SIMPLE_RANGE = /^bytes=(\d{1,15}-\d{0,15}|-\d{1,15})$/;
+
+/**
+ * Whether nginx, serving the file, reaches the answer Stowage decided. nginx evaluates the request
+ * headers again in its internal location: If-None-Match and If-Modified-Since never match there
+ * (`etag off`, `if_modified_since off`: Stowage has already answered those that do), and If-Range
+ * compares against the ETag and Last-Modified passed on from here. What remains different is
+ * answered by Stowage itself: ranges nginx parses differently (several, malformed, reversed) and
+ * If-Match / If-Unmodified-Since, which nginx would check against validators it does not have.
+ */
+function nginxDecidesAlike(
+  request: FastifyRequest,
+  conditions: RequestConditions,
+  validators: Validators,
+  range: RangeDecision,
+): boolean {
+  if (request.headers['if-match'] !== undefined || request.headers['if-unmodified-since'] !== undefined) {
+    return false;
+  }
+  if (conditions.range === undefined) return true;
+  if (conditions.ifRange !== undefined && !ifRangeMatches(validators, conditions.ifRange)) return true;
+  return range.kind === 'partial' && SIMPLE_RANGE.test(conditions.range);
 }

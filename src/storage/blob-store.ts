@@ -69,3 +69,15 @@ export function assertValidKey(key: string): void {
     throw new Error(`invalid blob key: ${JSON.stringify(key)}`);
   }
 }
+
+/** The response headers of the contract that a presigned GET makes the object store send. */
+export interface PresignedHeaders {
+  contentType: string;
+  contentDisposition: string | undefined;
+  cacheControl: string;
+}
+
+/** A store that can hand out a short-lived URL for reading one object (S3). */
+export interface PresigningStore {
+  presignGet(key: string, headers: PresignedHeaders, expiresInSeconds: number): Promise<string>;
+}

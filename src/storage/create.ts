@@ -4,7 +4,9 @@ import { LocalBlobStore } from './local.ts';
 
 /** The AWS SDK is loaded only when S3 is configured: it costs tens of MiB of memory. */
 export async function createBlobStore(config: StorageConfig): Promise<BlobStore> {
-  if (config.kind === 'local') return LocalBlobStore.create(config.dir);
+  if (config.kind === 'local') {
+    return LocalBlobStore.create(config.dir, { groupReadable: config.groupReadable ?? false });
+  }
   const { S3BlobStore } = await import('./s3.ts');
   return new S3BlobStore({
     endpoint: config.endpoint,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import {
+  chmod,
   link,
   lstat,
   mkdir,
@@ -22,25 +23,39 @@ import { assertPrefix, assertRange } from './keys.ts';
 /** Temp files live inside the root so that the final rename never crosses a filesystem. */
 const INCOMPLETE_DIR = '.incomplete';
 
+/**
+ * Modes of committed blobs and their folders. Private by default; group-readable when a front
+ * nginx sends the files itself (STOWAGE_ACCEL_REDIRECT), its worker user being in the group. Set
+ * with chmod, so the process umask (systemd's UMask=0077) does not take the group's bits away.
+ */
+export interface BlobModes {
+  groupReadable: boolean;
+}
+const GROUP_FILE_MODE = 0o640;
+const GROUP_DIR_MODE = 0o750;
+
 export class LocalBlobStore implements BlobStore {
   readonly root: string;
   readonly #incompleteDir: string;
+  readonly #groupReadable: boolean;
 
-  private constructor(root: string) {
+  private constructor(root: string, modes: BlobModes) {
     this.root = root;
     this.#incompleteDir = path.join(root, INCOMPLETE_DIR);
+    this.#groupReadable = modes.groupReadable;
   }
 
-  static async create(rootDir: string): Promise<LocalBlobStore> {
+  static async create(rootDir: string, modes: BlobModes = { groupReadable: false }): Promise<LocalBlobStore> {
     await mkdir(path.join(rootDir, INCOMPLETE_DIR), { recursive: true });
+    if (modes.groupReadable) await chmod(rootDir, GROUP_DIR_MODE);
     // The containment check compares resolved paths, so the root itself must be resolved too.
-    return new LocalBlobStore(await realpath(rootDir));
+    return new LocalBlobStore(await realpath(rootDir), modes);
   }
 
   createWriter(key: string): LocalBlobWriter {
     const target = this.#pathOf(key);
     const temp = path.join(this.#incompleteDir, `${randomBytes(16).toString('hex')}.tmp`);
-    return new LocalBlobWriter(temp, target, this.root);
+    return new LocalBlobWriter(temp, target, this.root, this.#groupReadable);
   }
 
   async read(key: string, range?: { start: number; end: number }): Promise<Readable> {
@@ -87,8 +102,10 @@ export class LocalBlobStore implements BlobStore {
     }
     const dir = path.dirname(target);
     const firstCreated = await mkdir(dir, { recursive: true });
+    if (this.#groupReadable) await shareCreatedDirs(dir, firstCreated);
     // A hard link, not a rename: the owner of `file` (tus) may still look at it and removes it itself.
     await link(file, target);
+    if (this.#groupReadable) await chmod(target, GROUP_FILE_MODE);
     for (const d of dirsToSync(dir, firstCreated, this.root)) await fsyncDir(d);
     return true;
   }
@@ -183,13 +200,15 @@ export class LocalBlobWriter extends SettlingBlobWriter {
   readonly #temp: string;
   readonly #target: string;
   readonly #root: string;
+  readonly #groupReadable: boolean;
 
-  constructor(temp: string, target: string, root: string) {
+  constructor(temp: string, target: string, root: string, groupReadable = false) {
     super();
     this.#temp = temp;
     this.tempPath = temp;
     this.#target = target;
     this.#root = root;
+    this.#groupReadable = groupReadable;
     // flush: fsync before close, so a finished stream means the bytes are on disk.
     this.stream = createWriteStream(temp, { flags: 'wx', mode: 0o600, flush: true });
     // Failures also reach the caller through commit(); without a listener, an error after the
@@ -200,6 +219,10 @@ export class LocalBlobWriter extends SettlingBlobWriter {
   protected async completeWrite(): Promise<void> {
     const dir = path.dirname(this.#target);
     const firstCreated = await mkdir(dir, { recursive: true });
+    if (this.#groupReadable) {
+      await shareCreatedDirs(dir, firstCreated);
+      await chmod(this.#temp, GROUP_FILE_MODE);
+    }
     await rename(this.#temp, this.#target);
     // New directory entries are only durable once their parent directory is synced.
     for (const d of dirsToSync(dir, firstCreated, this.#root)) await fsyncDir(d);
@@ -238,6 +261,13 @@ function dirsToSync(dir: string, firstCreated: string | undefined, root: string)
     dirs.push(d);
   }
   return dirs;
+}
+
+/** Makes the folders mkdir created (firstCreated down to dir) searchable and readable by the group. */
+async function shareCreatedDirs(dir: string, firstCreated: string | undefined): Promise<void> {
+  if (firstCreated === undefined) return;
+  const stop = path.dirname(firstCreated);
+  for (let d = dir; d !== stop && d.length > stop.length; d = path.dirname(d)) await chmod(d, GROUP_DIR_MODE);
 }
 
 async function fsyncDir(dir: string): Promise<void> {

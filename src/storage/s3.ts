@@ -10,9 +10,11 @@ import {
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { HttpRequest } from '@smithy/types';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { assertValidKey, BlobNotFoundError, type BlobStore } from './blob-store.ts';
+import { assertValidKey, BlobNotFoundError, type BlobStore, type PresignedHeaders } from './blob-store.ts';
 import { assertPrefix, assertRange } from './keys.ts';
 import { S3BlobWriter } from './s3-writer.ts';
 
@@ -188,6 +190,56 @@ export class S3BlobStore implements BlobStore {
     return null;
   }
 
+  /**
+   * A URL that GETs `key` for `expiresInSeconds`, making S3 answer with the given response headers
+   * (response-content-type & co., which S3 accepts only on signed requests). What
+   * @aws-sdk/s3-request-presigner does, which is not a dependency here: the SDK builds the request
+   * with its own middleware (endpoint, path or virtual-host style, key encoding), which is stopped
+   * just before it would be signed and sent, and signed instead as a SigV4 query-string
+   * ("presigned") request with an unsigned payload.
+   */
+  async presignGet(key: string, headers: PresignedHeaders, expiresInSeconds: number): Promise<string> {
+    assertValidKey(key);
+    const command = new GetObjectCommand({
+      Bucket: this.#bucket,
+      Key: key,
+      ResponseContentType: headers.contentType,
+      ResponseCacheControl: headers.cacheControl,
+      ...(headers.contentDisposition === undefined
+        ? {}
+        : { ResponseContentDisposition: headers.contentDisposition }),
+    });
+    const config = this.#client.config;
+    const signer = new SignatureV4({
+      credentials: config.credentials,
+      region: config.region,
+      service: 's3',
+      sha256: config.sha256,
+      // S3 signs the path as sent (already encoded once), unlike other services.
+      uriEscapePath: false,
+      applyChecksum: false,
+    });
+    const stack = this.#client.middlewareStack.clone();
+    stack.addRelativeTo(
+      () => async (args: { request: unknown }) => {
+        const request = args.request as HttpRequest;
+        // Per-attempt SDK headers would otherwise be signed into a URL that the client sends.
+        for (const name of ['amz-sdk-invocation-id', 'amz-sdk-request', 'x-amz-user-agent'])
+          delete request.headers[name];
+        request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        const presigned = await signer.presign(request, {
+          expiresIn: expiresInSeconds,
+          unsignableHeaders: new Set(['content-type']),
+        });
+        return { response: {}, output: { $metadata: {}, presigned } };
+      },
+      { name: 'stowagePresign', relation: 'before', toMiddleware: 'httpSigningMiddleware', override: true },
+    );
+    const handler = command.resolveMiddleware(stack, config, {});
+    const { output } = await handler({ input: command.input });
+    return formatUrl((output as unknown as { presigned: HttpRequest }).presigned);
+  }
+
   /** Closes pooled connections; in-flight requests fail. */
   close(): void {
     this.#client.destroy();
@@ -243,6 +295,26 @@ function useContentMd5(command: DeleteObjectsCommand): void {
     // Build step, low priority: runs after the SDK's checksum middleware has added its headers.
     { step: 'build', priority: 'low', name: 'stowageContentMd5' },
   );
+}
+
+/** RFC 3986 percent-encoding, as SigV4 canonicalises query strings. */
+function escapeUri(text: string): string {
+  return encodeURIComponent(text).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
+
+function formatUrl(request: HttpRequest): string {
+  const query = Object.entries(request.query ?? {})
+    .flatMap(([name, value]) =>
+      value === null
+        ? [escapeUri(name)]
+        : (Array.isArray(value) ? value : [value]).map((v) => `${escapeUri(name)}=${escapeUri(v)}`),
+    )
+    .join('&');
+  const port = request.port === undefined ? '' : `:${request.port}`;
+  return `${request.protocol}//${request.hostname}${port}${request.path}${query ? `?${query}` : ''}`;
 }
 
 function statusOf(err: unknown): number | undefined {

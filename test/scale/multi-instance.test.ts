@@ -1,16 +1,15 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadHmacKey, loadSigningKey } from '../../src/auth/keys.ts';
 import { createTestBucket, s3Available, type TestBucket } from '../helpers/s3.ts';
 import { startServerProcess } from '../helpers/server-process.ts';
+import { nginxAvailable, startNginx, type TestNginx } from '../helpers/nginx.ts';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/postgres.ts';
 import { REDIS_DB, flushRedisDb, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
 import { MiB, pdfOfSize, s3Env, sha256, tusUpload, until, uploadMultipart } from './scale-helpers.ts';
-import { required } from '../helpers/requirements.ts';
 
 /**
  * Two real server processes on one PostgreSQL database, one Redis and one bucket (on the test
@@ -25,19 +24,11 @@ type User = (typeof USERS)[number];
 const RATE_LIMIT = 100;
 const TUS = '/api/media/uploads';
 
-function findNginx(): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin']) {
-    const candidate = path.join(dir, 'nginx');
-    if (dir && spawnSync(candidate, ['-v']).status === 0) return candidate;
-  }
-  return undefined;
-}
-const nginxBin = findNginx();
 const canRun = [
   pgAvailable(),
   redisAvailable(),
   s3Available(),
-  required(nginxBin !== undefined, 'nginx', 'apt-get install nginx (.ci/run does)'),
+  nginxAvailable('the multi-instance test'),
 ].every(Boolean);
 
 interface Instance {
@@ -53,7 +44,7 @@ describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', (
   let database: TestDatabase | undefined;
   let a: Instance;
   let b: Instance;
-  let proxy: { base: string; process: ChildProcess; accessLog: string; errorLog: string } | undefined;
+  let proxy: TestNginx | undefined;
   const children: ChildProcess[] = [];
   const killAll = () => {
     for (const child of children)
@@ -94,7 +85,13 @@ describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', (
       STOWAGE_RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT),
     };
     [a, b] = await Promise.all([startInstance('a', env), startInstance('b', env)]);
-    proxy = await startNginx([a, b]);
+    proxy = await startNginx({
+      dir: path.join(tmp, 'nginx'),
+      upstreams: [a, b].map((u) => new URL(u.base).host),
+      // Which instance answered each request, for the round-robin checks.
+      logFormat: '$request_method $request_uri $status $upstream_addr',
+    });
+    children.push(proxy.process);
   }, 60_000);
 
   // On a failure, show what the instances and nginx logged.
@@ -143,62 +140,6 @@ describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', (
     });
     children.push(server.child);
     return { name, base: server.base, process: server.child, output: () => server.output() };
-  }
-
-  async function startNginx(upstreams: Instance[]) {
-    const prefix = path.join(tmp, 'nginx');
-    await fs.mkdir(prefix, { mode: 0o755 });
-    const port = await freePort();
-    const template = await fs.readFile(path.join(ROOT, 'deploy', 'nginx.conf'), 'utf8');
-    const site = renderSite(
-      template,
-      upstreams.map((u) => new URL(u.base).host),
-      port,
-    );
-    const accessLog = path.join(prefix, 'access.log');
-    const errorLog = path.join(prefix, 'error.log');
-    const conf = path.join(prefix, 'nginx.conf');
-    await fs.writeFile(path.join(prefix, 'stowage.conf'), site);
-    await fs.writeFile(
-      conf,
-      [
-        'worker_processes 1;',
-        `error_log ${errorLog} warn;`,
-        'events { worker_connections 256; }',
-        'http {',
-        // Which instance answered each request, for the round-robin checks.
-        "  log_format upstream '$request_method $request_uri $status $upstream_addr';",
-        `  access_log ${accessLog} upstream;`,
-        ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(
-          (t) => `  ${t}_temp_path ${prefix}/${t}_temp;`,
-        ),
-        `  include ${path.join(prefix, 'stowage.conf')};`,
-        '}',
-        '',
-      ].join('\n'),
-    );
-    const child = spawn(
-      nginxBin!,
-      ['-p', `${prefix}/`, '-e', errorLog, '-c', conf, '-g', `daemon off; pid ${prefix}/nginx.pid;`],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    children.push(child);
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const base = `http://127.0.0.1:${port}`;
-    await until(
-      async () => {
-        if (child.exitCode !== null) {
-          const log = await fs.readFile(errorLog, 'utf8').catch(() => '');
-          throw new Error(`nginx exited with ${child.exitCode}: ${output}\n${log}`);
-        }
-        return (await fetch(`${base}/healthz`).catch(() => null))?.status === 200;
-      },
-      10_000,
-      'nginx answering',
-    );
-    return { base, process: child, accessLog, errorLog };
   }
 
   async function stop(child: ChildProcess): Promise<void> {
@@ -541,30 +482,3 @@ describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', (
  * deploy/nginx.conf with this test's instances as the upstream servers and its own listen port;
  * fails loudly if the template no longer has the lines it replaces.
  */
-function renderSite(template: string, upstreams: string[], port: number): string {
-  const serverLine = /^(\s*)server\s+127\.0\.0\.1:\d+\s*;\s*$/gm;
-  const matches = [...template.matchAll(serverLine)];
-  if (matches.length === 0)
-    throw new Error('deploy/nginx.conf: no "server 127.0.0.1:PORT;" lines in the upstream');
-  const indent = matches[0]![1] ?? '    ';
-  let first = true;
-  let site = template.replace(serverLine, () => {
-    if (!first) return '';
-    first = false;
-    return upstreams.map((u) => `${indent}server ${u};`).join('\n');
-  });
-  if (!/^\s*listen 80;\s*$/m.test(site)) throw new Error('deploy/nginx.conf: no "listen 80;" line');
-  site = site.replace(/^(\s*)listen 80;\s*$/m, `$1listen 127.0.0.1:${port};`);
-  return site;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -296,3 +296,48 @@ describe('anonymous rate limit and metrics token', () => {
     expect(problems({ STOWAGE_METRICS_TOKEN: value })[0]).not.toContain(value);
   });
 });
+
+describe('serving large files: STOWAGE_ACCEL_REDIRECT and STOWAGE_S3_REDIRECT', () => {
+  it('are off by default', () => {
+    expect(loadConfig({}, CWD)).toMatchObject({ accelRedirect: undefined, s3Redirect: false });
+  });
+
+  it('accept an nginx location prefix with local storage, and on with S3 storage', () => {
+    for (const prefix of ['/_stowage_blobs/', '/internal/blobs/', '/a/']) {
+      expect(loadConfig({ STOWAGE_ACCEL_REDIRECT: prefix }, CWD).accelRedirect).toBe(prefix);
+    }
+    // nginx's worker reads the files: they are kept group-readable then, private otherwise.
+    expect(loadConfig({ STOWAGE_ACCEL_REDIRECT: '/a/' }, CWD).storage).toMatchObject({ groupReadable: true });
+    expect(loadConfig({}, CWD).storage).not.toMatchObject({ groupReadable: true });
+    const s3 = { STOWAGE_STORAGE: 's3', STOWAGE_S3_BUCKET: 'media' };
+    expect(loadConfig({ ...s3, STOWAGE_S3_REDIRECT: 'on' }, CWD).s3Redirect).toBe(true);
+    expect(loadConfig({ ...s3, STOWAGE_S3_REDIRECT: 'off' }, CWD).s3Redirect).toBe(false);
+  });
+
+  it.each([
+    '_stowage_blobs/',
+    '/_stowage_blobs',
+    '/',
+    '//',
+    '/../etc/',
+    '/./',
+    '/a b/',
+    '/a?x/',
+    '/%2e%2e/',
+    '/a//b/',
+  ])('STOWAGE_ACCEL_REDIRECT=%s is refused', (value) => {
+    expectRefused({ STOWAGE_ACCEL_REDIRECT: value }, 'STOWAGE_ACCEL_REDIRECT');
+  });
+
+  it('each needs its own kind of storage', () => {
+    expectRefused(
+      { STOWAGE_STORAGE: 's3', STOWAGE_S3_BUCKET: 'media', STOWAGE_ACCEL_REDIRECT: '/_stowage_blobs/' },
+      'STOWAGE_ACCEL_REDIRECT',
+    );
+    expectRefused({ STOWAGE_S3_REDIRECT: 'on' }, 'STOWAGE_S3_REDIRECT');
+    expectRefused(
+      { STOWAGE_STORAGE: 's3', STOWAGE_S3_BUCKET: 'media', STOWAGE_S3_REDIRECT: 'sometimes' },
+      'STOWAGE_S3_REDIRECT',
+    );
+  });
+});

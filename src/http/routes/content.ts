@@ -9,11 +9,14 @@ import { identify, type AuthDeps } from '../plugins/authenticate.ts';
 import { errors } from '../schemas.ts';
 import type { BlobStore } from '../../storage/blob-store.ts';
 import { serveBlob } from '../serve-blob.ts';
+import type { BlobOffload } from '../offload.ts';
 
 export interface ContentDeps {
   auth: AuthDeps;
   media: MediaService;
   storage: BlobStore;
+  /** Who sends the bytes of an item's content when Stowage does not (nginx, the object store). */
+  offload?: BlobOffload;
 }
 
 export const ContentParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
@@ -87,6 +90,7 @@ export async function contentRoutes(base: FastifyInstance, deps: ContentDeps): P
           filename: item.filename,
         },
         cacheControl: cacheControlFor(item),
+        offload: deps.offload,
       });
     },
   });
