@@ -17,7 +17,11 @@ export interface ClamdScannerOptions {
 
 const USAGE = 'expected tcp://HOST:PORT or unix:/path/to/clamd.sock';
 
-/** Validates a clamd address; throws an Error naming the problem, for startup config checks. */
+/**
+ * The one parser of a clamd address (STOWAGE_CLAMD): the config check at start and the scanner
+ * both use it, so a value that starts the server is one the scanner can connect to. Throws an
+ * Error on one line naming the problem.
+ */
 export function parseClamdUrl(url: string): ClamdAddress {
   if (url.startsWith('unix:')) {
     const path = url.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
@@ -27,6 +31,10 @@ export function parseClamdUrl(url: string): ClamdAddress {
     return { kind: 'unix', path };
   }
   if (!url.startsWith('tcp://')) throw new Error(`Invalid clamd URL "${url}": ${USAGE}`);
+  // URL drops an empty query or fragment ("tcp://h:1?"); neither means anything to clamd.
+  if (/[?#]/.test(url)) {
+    throw new Error(`Invalid clamd URL "${url}": only a host and port are allowed (${USAGE})`);
+  }
   let parsed: URL;
   try {
     parsed = new URL(url);
