@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, errorBody, type ErrorCode, isAppError } from '../errors.ts';
 import { LimiterFullError } from '../util/limiter.ts';
+import { BlobNotFoundError, isStorageFull } from '../storage/blob-store.ts';
 
 interface ValidationIssue {
   path: string;
@@ -15,7 +16,10 @@ interface ValidationIssue {
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appError = toAppError(error);
-    if (
+    if (appError.code === 'INSUFFICIENT_STORAGE') {
+      // The operator's problem, not the client's: said at error level, with the system's error.
+      request.log.error({ err: appError.cause ?? error }, 'storage is full: request refused with 507');
+    } else if (
       appError.status >= 500 &&
       appError.code !== 'SCANNER_UNAVAILABLE' &&
       appError.code !== 'UNAVAILABLE'
@@ -58,6 +62,10 @@ export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
 
 export function toAppError(error: unknown): AppError {
   if (isAppError(error)) return error;
+  // A blob deleted between finding its item and opening it: the item is gone, not broken.
+  if (error instanceof BlobNotFoundError)
+    return new AppError('NOT_FOUND', 'No such media item.', { cause: error });
+  if (isStorageFull(error)) return new AppError('INSUFFICIENT_STORAGE', undefined, { cause: error });
   if (error instanceof LimiterFullError) {
     return new AppError('RATE_LIMITED', 'The server is busy; try again shortly.', {
       headers: { 'Retry-After': '1' },

@@ -15,7 +15,7 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { assertValidKey, BlobNotFoundError, type BlobStore } from './blob-store.ts';
+import { assertValidKey, BlobNotFoundError, isNotFound, type BlobStore } from './blob-store.ts';
 import { SettlingBlobWriter } from './writer-base.ts';
 import { assertPrefix, assertRange } from './keys.ts';
 
@@ -49,7 +49,7 @@ export class LocalBlobStore implements BlobStore {
     // Open first, then stream from the descriptor: a delete racing with the read cannot turn an
     // answered 200/206 into a mid-body ENOENT.
     const handle = await open(file, 'r').catch((err: unknown) => {
-      throw isMissing(err) ? new BlobNotFoundError(key) : err;
+      throw isNotFound(err) ? new BlobNotFoundError(key) : err;
     });
     try {
       if (!(await handle.stat()).isFile()) throw new BlobNotFoundError(key);
@@ -70,7 +70,7 @@ export class LocalBlobStore implements BlobStore {
       const st = await stat(file);
       return st.isFile() ? { size: st.size } : null;
     } catch (err) {
-      if (isMissing(err)) return null;
+      if (isNotFound(err)) return null;
       throw err;
     }
   }
@@ -99,7 +99,7 @@ export class LocalBlobStore implements BlobStore {
       await unlink(file);
     } catch (err) {
       // EISDIR: the key names a folder of other blobs, so there is no blob to remove (as on S3).
-      if (!isMissing(err) && !hasCode(err, 'EISDIR')) throw err;
+      if (!isNotFound(err) && !hasCode(err, 'EISDIR')) throw err;
     }
   }
 
@@ -108,7 +108,7 @@ export class LocalBlobStore implements BlobStore {
     const dir = this.#pathOf(prefix.slice(0, -1));
     // "a/" names what is under the folder a; a blob stored at "a" itself is not part of it.
     const st = await lstat(dir).catch((err: unknown) => {
-      if (isMissing(err)) return null;
+      if (isNotFound(err)) return null;
       throw err;
     });
     if (st?.isDirectory()) await rm(dir, { recursive: true, force: true });
@@ -125,7 +125,7 @@ export class LocalBlobStore implements BlobStore {
     try {
       handle = await opendir(dir);
     } catch (err) {
-      if (isMissing(err)) return;
+      if (isNotFound(err)) return;
       throw err;
     }
     for await (const entry of handle) {
@@ -251,10 +251,6 @@ async function fsyncDir(dir: string): Promise<void> {
 
 function hasCode(err: unknown, code: string): boolean {
   return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
-}
-
-function isMissing(err: unknown): boolean {
-  return hasCode(err, 'ENOENT') || hasCode(err, 'ENOTDIR');
 }
 
 function isValidKey(key: string): boolean {

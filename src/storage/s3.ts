@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { assertValidKey, BlobNotFoundError, type BlobStore } from './blob-store.ts';
+import { assertValidKey, BlobNotFoundError, isNotFound, type BlobStore } from './blob-store.ts';
 import { assertPrefix, assertRange } from './keys.ts';
 import { S3BlobWriter } from './s3-writer.ts';
 
@@ -171,7 +171,7 @@ export class S3BlobStore implements BlobStore {
           await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key, UploadId }));
           removed++;
         } catch (err) {
-          if (!(err instanceof S3ServiceException && err.name === 'NoSuchUpload')) throw err;
+          if (!isNotFound(err)) throw err; // aborted meanwhile
         }
       }
       if (!page.IsTruncated || (!page.NextKeyMarker && !page.NextUploadIdMarker)) return removed;
@@ -247,11 +247,6 @@ function useContentMd5(command: DeleteObjectsCommand): void {
 
 function statusOf(err: unknown): number | undefined {
   return err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
-}
-
-function isNotFound(err: unknown): boolean {
-  if (!(err instanceof S3ServiceException) || err.name === 'NoSuchBucket') return false;
-  return err.name === 'NoSuchKey' || err.name === 'NotFound' || statusOf(err) === 404;
 }
 
 /** The server does not implement the operation (or, for DeleteObjects, our way of calling it). */

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
 import type { Config } from '../config.ts';
+import { isNotFound } from './blob-store.ts';
 import type { ReadableDataStore } from '../http/tus/tus-uploads.ts';
 
 /** Where unfinished resumable uploads live: in the same kind of storage as the blobs. */
@@ -50,7 +51,7 @@ class LocalUploadStore extends FileStore {
     } catch (error) {
       // tus answers its own error objects ({ status_code, body }) with their status.
       // eslint-disable-next-line @typescript-eslint/only-throw-error
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !info) throw ERRORS.FILE_NOT_FOUND;
+      if (!isNotFound(error) || !info) throw ERRORS.FILE_NOT_FOUND;
     }
     await this.configstore.delete(id);
   }
