@@ -186,8 +186,8 @@ export class SessionService {
   }
 
   /** Deletes sessions and refresh tokens that ended long ago, keeping the tables small. */
-  async purgeExpired(olderThanMs = 7 * 86_400_000): Promise<void> {
-    const cutoff = Date.now() - olderThanMs;
+  async purgeExpired(olderThanMs = 7 * 86_400_000, now = Date.now()): Promise<void> {
+    const cutoff = now - olderThanMs;
     const dead = this.#db
       .selectFrom('sessions')
       .select('id')

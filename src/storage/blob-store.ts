@@ -21,8 +21,12 @@ export interface BlobStore {
   deletePrefix(prefix: string): Promise<void>;
   /** Every committed key under `prefix` with its last-modified time: used to find orphans. */
   list(prefix: string): AsyncIterable<{ key: string; lastModified: Date }>;
-  /** Removes unfinished writes older than `olderThanMs` left by a crash; returns how many. */
-  sweepIncomplete(olderThanMs: number): Promise<number>;
+  /**
+   * Removes unfinished writes left by a crash or a failed cleanup: those not changed for
+   * `olderThanMs` before `now` (default: the current time), and on local disk every one of a
+   * process that is gone. Never one of a live process's uploads in progress. Returns how many.
+   */
+  sweepIncomplete(olderThanMs: number, now?: number): Promise<number>;
   /** Throws when the storage cannot be reached or written (readiness check). */
   ping(): Promise<void>;
   /** A local file path for a committed blob when the store is on local disk, else null. */
@@ -33,8 +37,8 @@ export interface BlobStore {
    * The caller still removes its own name for the file.
    */
   adopt?(file: string, key: string): Promise<boolean>;
-  /** Releases connections (S3); optional. */
-  close?(): void;
+  /** Releases connections (S3) or this process's scratch space (local disk); optional. */
+  close?(): void | Promise<void>;
 }
 
 export interface BlobWriter {

@@ -17,29 +17,48 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { assertValidKey, BlobNotFoundError, isNotFound, type BlobStore } from './blob-store.ts';
 import { SettlingBlobWriter } from './writer-base.ts';
+import { ScratchLease } from './scratch.ts';
 import { assertPrefix, assertRange } from './keys.ts';
 
-/** Temp files live inside the root so that the final rename never crosses a filesystem. */
+/**
+ * Temp files live inside the root so that the final rename never crosses a filesystem, each
+ * process's in a folder of its own (`.incomplete/INSTANCE/`): several servers may share the
+ * directory, and one must never sweep another's writes in progress (see scratch.ts).
+ */
 const INCOMPLETE_DIR = '.incomplete';
 
 export class LocalBlobStore implements BlobStore {
   readonly root: string;
   readonly #incompleteDir: string;
+  /** This process's folder for unfinished writes. */
+  readonly #tempDir: string;
+  readonly #lease: ScratchLease;
+  readonly #ownsLease: boolean;
 
-  private constructor(root: string) {
+  private constructor(root: string, lease: ScratchLease, tempDir: string, ownsLease: boolean) {
     this.root = root;
     this.#incompleteDir = path.join(root, INCOMPLETE_DIR);
+    this.#lease = lease;
+    this.#tempDir = tempDir;
+    this.#ownsLease = ownsLease;
   }
 
-  static async create(rootDir: string): Promise<LocalBlobStore> {
+  /**
+   * `lease`: this process's scratch lease on the data directory; without one the store records
+   * the process itself, inside the root.
+   */
+  static async create(rootDir: string, lease?: ScratchLease): Promise<LocalBlobStore> {
     await mkdir(path.join(rootDir, INCOMPLETE_DIR), { recursive: true });
     // The containment check compares resolved paths, so the root itself must be resolved too.
-    return new LocalBlobStore(await realpath(rootDir));
+    const root = await realpath(rootDir);
+    const owner = lease ?? (await ScratchLease.acquire(path.join(root, INCOMPLETE_DIR, '.instances')));
+    const tempDir = await owner.area(path.join(root, INCOMPLETE_DIR));
+    return new LocalBlobStore(root, owner, tempDir, lease === undefined);
   }
 
   createWriter(key: string): LocalBlobWriter {
     const target = this.#pathOf(key);
-    const temp = path.join(this.#incompleteDir, `${randomBytes(16).toString('hex')}.tmp`);
+    const temp = path.join(this.#tempDir, `${randomBytes(16).toString('hex')}.tmp`);
     return new LocalBlobWriter(temp, target, this.root);
   }
 
@@ -141,24 +160,21 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  async sweepIncomplete(olderThanMs: number): Promise<number> {
-    // mtime moves with every write, so a slow upload that is still receiving data is left alone.
-    const cutoff = Date.now() - olderThanMs;
-    let removed = 0;
-    for await (const entry of await opendir(this.#incompleteDir)) {
-      const file = path.join(this.#incompleteDir, entry.name);
-      const st = await lstat(file).catch(() => null);
-      if (!st || st.mtimeMs >= cutoff) continue;
-      await rm(file, { recursive: true, force: true });
-      removed++;
-    }
-    return removed;
+  async sweepIncomplete(olderThanMs: number, now = Date.now()): Promise<number> {
+    // mtime moves with every write, so a slow upload that is still receiving data is left alone;
+    // the folders of processes that are gone go at once, whatever their age.
+    return this.#lease.sweep(this.#incompleteDir, now - olderThanMs);
   }
 
   async ping(): Promise<void> {
-    const probe = path.join(this.#incompleteDir, `ping-${randomBytes(8).toString('hex')}`);
+    const probe = path.join(this.#tempDir, `ping-${randomBytes(8).toString('hex')}`);
     await writeFile(probe, 'ping', { flag: 'wx', mode: 0o600 });
     await unlink(probe);
+  }
+
+  /** Removes this process's scratch when the store recorded the process itself. */
+  async close(): Promise<void> {
+    if (this.#ownsLease) await this.#lease.release();
   }
 
   localPath(key: string): string {

@@ -142,8 +142,9 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async sweepIncomplete(olderThanMs: number): Promise<number> {
-    const cutoff = Date.now() - olderThanMs;
+  async sweepIncomplete(olderThanMs: number, now = Date.now()): Promise<number> {
+    // A multipart upload names no owner, so age alone decides, on every instance alike.
+    const cutoff = now - olderThanMs;
     let removed = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
