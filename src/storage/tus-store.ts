@@ -3,7 +3,10 @@ import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
 import type { Config } from '../config.ts';
-import { isNotFound } from './blob-store.ts';
+import { createWriteStream } from 'node:fs';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { isNotFound, isStorageFull } from './blob-store.ts';
 import type { ReadableDataStore } from '../http/tus/tus-uploads.ts';
 
 /** Where unfinished resumable uploads live: in the same kind of storage as the blobs. */
@@ -42,6 +45,33 @@ export async function createTusStore(config: Config): Promise<ReadableDataStore>
 class LocalUploadStore extends FileStore {
   localFile(id: string): string {
     return path.join(this.directory, id);
+  }
+
+  /**
+   * @tus/file-store's write, keeping the cause of a failure: the original answers every failed
+   * write with its generic FILE_WRITE_ERROR (a 500), so a full disk could not be told from a bug.
+   * A full disk is passed on, to be answered 507 like on every other upload path.
+   */
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    let received = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        received += chunk.length;
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(
+        readable,
+        counter,
+        createWriteStream(this.localFile(id), { flags: 'r+', start: offset }),
+      );
+    } catch (error) {
+      if (isStorageFull(error)) throw error;
+      // eslint-disable-next-line @typescript-eslint/only-throw-error
+      throw ERRORS.FILE_WRITE_ERROR;
+    }
+    return offset + received;
   }
 
   override async remove(id: string): Promise<void> {
