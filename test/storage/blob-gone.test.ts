@@ -4,7 +4,7 @@ import { blobKey } from '../../src/media/ingest.ts';
 import { BlobNotFoundError, isNotFound, isStorageFull } from '../../src/storage/blob-store.ts';
 import { startS3Server, type TestS3Server } from '../helpers/s3.ts';
 import { s3Env } from '../scale/scale-helpers.ts';
-import { expectError, pdf, startMediaApp, type MediaApp } from '../media/media-helpers.ts';
+import { expectError, pdf, png, startMediaApp, type MediaApp } from '../media/media-helpers.ts';
 
 /**
  * A download that races a delete: the item's row was found, then the blob under it went away
@@ -59,6 +59,21 @@ describe.each(['local', 's3'] as const)('a content request whose blob was delete
       404,
       'NOT_FOUND',
     );
+  });
+});
+
+describe.each(['local', 's3'] as const)('a thumbnail whose original was deleted under it (%s)', (kind) => {
+  test('is a 404, not a 500', async () => {
+    const s3 = kind === 's3' ? await startS3Server() : undefined;
+    const app = await startMediaApp(s3 ? s3Env(s3) : {});
+    try {
+      const item = await app.uploadFile(await png(300, 200), 'gone.png');
+      await app.services.storage.delete(blobKey(item.id));
+      expectError(await app.api('GET', `/api/media/${item.id}/thumbnail?size=256`), 404, 'NOT_FOUND');
+    } finally {
+      await app.close();
+      await s3?.stop();
+    }
   });
 });
 
