@@ -18,6 +18,8 @@ import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
+import { clientAddressKey } from './util/client-address.ts';
+import { counterRateLimitStore } from './http/rate-limit-store.ts';
 import './http/caller.ts';
 
 /** JSON bodies are small; uploads have their own limits and never go through the JSON parser. */
@@ -64,7 +66,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   };
 
   await app.register(async (open) => {
-    await opsRoutes(open, { metrics: services.metrics, checks: services.readinessChecks });
+    await opsRoutes(open, { metrics: services.metrics, readiness: services.readiness });
     await publicAuthRoutes(open, authDeps);
     const contentDeps = { auth: authDeps, media: services.media, storage: services.storage };
     await contentRoutes(open, contentDeps);
@@ -85,8 +87,8 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
         hook: 'preHandler',
         max: config.userRateLimit,
         timeWindow: 60_000,
-        ...(services.redis ? { redis: services.redis, nameSpace: 'stowage-rl:' } : {}),
-        keyGenerator: (request) => request.caller?.username ?? request.ip,
+        store: counterRateLimitStore(services.counters),
+        keyGenerator: (request) => request.caller?.username ?? clientAddressKey(request.ip),
         errorResponseBuilder: (_request, context) =>
           new AppError('RATE_LIMITED', undefined, {
             headers: { 'Retry-After': String(Math.max(1, Math.ceil(context.ttl / 1000))) },

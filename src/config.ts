@@ -52,6 +52,15 @@ export interface Config {
   /** Images decoded at once, and requests allowed to wait for a slot (past that: 503). */
   imageConcurrency: number;
   imageQueue: number;
+  /** Live sessions one user may hold; a new login past it ends their least recently used one. */
+  sessionsPerUser: number;
+  /** Longest a session lives from its login, seconds, however often it is refreshed. */
+  sessionMaxAge: number;
+  /**
+   * How long a call to PostgreSQL or Redis (a query, a command, a connection attempt) may take
+   * before it counts as failed, so that an unreachable dependency is answered with 503 in time.
+   */
+  dependencyTimeoutMs: number;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -234,7 +243,9 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     maxUploadBytes: int('STOWAGE_MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1),
     allowedTypes: allowedTypes.map((t) => t.toLowerCase()),
     quotaBytes: quota === 0 ? null : quota,
-    accessTokenTtl: int('STOWAGE_ACCESS_TOKEN_TTL', 900, 10, 86_400),
+    // Down to 1 s: short-lived deployments and tests want tokens that expire quickly, and a
+    // session (not the token) is what a client keeps; each refresh costs one small request.
+    accessTokenTtl: int('STOWAGE_ACCESS_TOKEN_TTL', 900, 1, 86_400),
     refreshTokenTtl: int('STOWAGE_REFRESH_TOKEN_TTL', 2_592_000, 60, 31_536_000),
     linkMaxTtl: int('STOWAGE_LINK_MAX_TTL', 86_400, 1, 31_536_000),
     corsOrigins,
@@ -254,6 +265,9 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     uploadExpiry: int('STOWAGE_UPLOAD_EXPIRY', 86_400, 60),
     imageConcurrency: int('STOWAGE_IMAGE_CONCURRENCY', 2, 1, 64),
     imageQueue: int('STOWAGE_IMAGE_QUEUE', 32, 0, 10_000),
+    sessionsPerUser: int('STOWAGE_SESSIONS_PER_USER', 50, 1, 100_000),
+    sessionMaxAge: int('STOWAGE_SESSION_MAX_AGE', 2_592_000, 60, 315_360_000),
+    dependencyTimeoutMs: int('STOWAGE_DEPENDENCY_TIMEOUT_MS', 2000, 100, 60_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

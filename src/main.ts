@@ -7,6 +7,7 @@ import { buildApp } from './app.ts';
 import { loggerOptions } from './logger.ts';
 import { UsersStore } from './auth/users-store.ts';
 import { PasswordHasher } from './auth/passwords.ts';
+import { announceInitialAdmin, InitialPasswordFile } from './auth/initial-admin.ts';
 
 const SHUTDOWN_GRACE_MS = 30_000;
 
@@ -31,21 +32,23 @@ async function main(): Promise<void> {
 
   const password = await UsersStore.ensureInitialAdmin(config.usersFile, new PasswordHasher());
   if (password !== null) {
-    // Printed once, to the terminal, never to the log.
-    console.error(
-      [
-        '',
-        '  No users existed, so an administrator was created:',
-        `    username: admin`,
-        `    password: ${password}`,
-        `  It is stored only as a hash in ${config.usersFile}; note it now.`,
-        '  Change it with: npx stowage users passwd admin',
-        '',
-      ].join('\n'),
-    );
+    // Never into a log: on a terminal once, else into a 0600 file whose path is logged.
+    await announceInitialAdmin({
+      password,
+      usersFile: config.usersFile,
+      dataDir: config.dataDir,
+      stderr: process.stderr,
+      logger,
+    });
   }
 
   const services = await createServices(config, logger);
+  // The password file goes once the generated password is changed (checked now and on changes).
+  await new InitialPasswordFile(config.dataDir, {
+    users: services.users,
+    hasher: services.hasher,
+    logger,
+  }).follow();
   const app = await buildApp(services, logger);
   if (!config.clamd)
     logger.warn('malware scanning is OFF (STOWAGE_CLAMD is not set): uploads are stored unscanned');

@@ -11,9 +11,11 @@ import { AccessTokens } from './auth/tokens.ts';
 import { loadSigningKey } from './auth/keys.ts';
 import { SessionService } from './auth/sessions.ts';
 import { LocalInvalidationBus, type InvalidationBus } from './util/invalidation-bus.ts';
+import { ACCESS_CACHE_TTL_MS } from './util/ttl-cache.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
-import { MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
-import type { Check } from './http/routes/ops.ts';
+import { FallbackCounterStore, MemoryCounterStore, type CounterStore } from './util/counter-store.ts';
+import { Breaker } from './util/breaker.ts';
+import { Readiness } from './util/readiness.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { createBlobStore } from './storage/create.ts';
 import type { Scanner } from './scan/scanner.ts';
@@ -28,11 +30,12 @@ import { Signer } from './media/signing.ts';
 import { loadHmacKey } from './auth/keys.ts';
 import { Sweeper, type SweepScheduler } from './media/sweeper.ts';
 import { ScratchLease } from './storage/scratch.ts';
-import type { Clock } from './util/clock.ts';
 import { TusUploads } from './http/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
 import type { Locker } from '@tus/utils';
+import type { Clock } from './util/clock.ts';
+import { MemoryLocker } from './cluster/memory-locker.ts';
 
 export interface Services {
   config: Config;
@@ -43,6 +46,8 @@ export interface Services {
   tokens: AccessTokens;
   sessions: SessionService;
   loginThrottle: LoginThrottle;
+  /** Rate-limit counters: Redis when configured (this instance's own while it is down). */
+  counters: CounterStore;
   redis: Redis | undefined;
   storage: BlobStore;
   scanner: Scanner;
@@ -53,7 +58,8 @@ export interface Services {
   sweeper: Sweeper;
   tus: TusUploads;
   thumbnails: Thumbnails;
-  readinessChecks: Record<string, Check>;
+  /** /readyz's checks, at most 1 s old; they also tell the breakers when a dependency is back. */
+  readiness: Readiness;
   close(): Promise<void>;
 }
 
@@ -61,9 +67,10 @@ export interface Services {
  * The composition root: the only place that knows which implementation of each part runs. Parts
  * are closed in reverse order of construction, also when construction fails half-way.
  */
-/** Seams for tests: time, and when the sweeper runs. */
 export interface ServiceOptions {
+  /** The time source of time-dependent parts (tests pass a ManualClock). */
   clock?: Clock;
+  /** When the sweeper's periodic pass runs (tests fire it by hand). */
   sweepScheduler?: SweepScheduler;
 }
 
@@ -83,7 +90,17 @@ export async function createServices(
     }
   };
   try {
-    const database = await openDatabase(config.database);
+    // Breakers fail requests fast while the database or Redis is known to be unreachable.
+    const timeoutMs = config.dependencyTimeoutMs;
+    const databaseBreaker = new Breaker('database');
+    const redisBreaker = new Breaker('redis', timeoutMs);
+    for (const breaker of [databaseBreaker, redisBreaker]) {
+      breaker.onChange((open) => {
+        if (open) logger.error(`${breaker.name} unreachable: requests that need it get 503 until it answers`);
+        else logger.info(`${breaker.name} reachable again`);
+      });
+    }
+    const database = await openDatabase(config.database, { timeoutMs, breaker: databaseBreaker });
     closers.push(() => database.close());
 
     const users = await UsersStore.open(config.usersFile, logger);
@@ -92,7 +109,8 @@ export async function createServices(
     let redis: Redis | undefined;
     let bus: InvalidationBus = new LocalInvalidationBus();
     let counters: CounterStore = new MemoryCounterStore();
-    let locker: Locker | undefined;
+    // Upload locks with tus's hand-over (a waiting request asks the holder to let go).
+    let locker: Locker = new MemoryLocker();
     if (config.redisUrl) {
       // Loaded only when configured, like the other optional backends.
       const [{ Redis }, { RedisInvalidationBus }, { RedisCounterStore }, { RedisLocker }] = await Promise.all(
@@ -103,23 +121,39 @@ export async function createServices(
           import('./cluster/redis-locker.ts'),
         ],
       );
-      const client = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+      const client = new Redis(config.redisUrl, {
+        lazyConnect: true,
+        // Never wait on an unreachable Redis: commands fail at once while disconnected (no offline
+        // queue); our calls have their deadline in the breaker; ioredis's own timeouts, plain
+        // timers, are the backstop, and replace a connection that stopped answering.
+        connectTimeout: timeoutMs,
+        commandTimeout: 2 * timeoutMs,
+        socketTimeout: 2 * timeoutMs,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+      });
       // Connection errors surface on commands (and in /readyz); the client reconnects by itself.
       client.on('error', (error: Error) => logger.warn({ err: error }, 'redis connection problem'));
       redis = client;
       closers.push(async () => void (await client.quit().catch(() => client.disconnect())));
       await client.connect();
-      bus = await RedisInvalidationBus.create(client, logger);
+      bus = await RedisInvalidationBus.create(client, logger, redisBreaker);
       closers.push(() => bus.close());
-      counters = new RedisCounterStore(client);
-      locker = new RedisLocker(client);
+      counters = new FallbackCounterStore(new RedisCounterStore(client), counters, redisBreaker);
+      const redisLocker = new RedisLocker(client);
+      closers.push(() => redisLocker.close());
+      locker = redisLocker;
     }
 
-    // With several instances and no Redis to carry invalidations, a short cache bounds staleness.
-    const cacheTtlMs = redis ? 60_000 : 1_000;
+    // What decides access is cached for at most a second, with or without Redis: pub/sub can lose
+    // an invalidation, and a revocation must hold on every instance within 1 s regardless.
+    const cacheTtlMs = ACCESS_CACHE_TTL_MS;
     const sessions = new SessionService(database.db, bus, {
       refreshTtlSeconds: config.refreshTokenTtl,
       cacheTtlMs,
+      maxAgeSeconds: config.sessionMaxAge,
+      perUserLimit: config.sessionsPerUser,
+      ...(options.clock ? { clock: options.clock } : {}),
     });
     users.onChange((change) => {
       for (const username of [...change.removed, ...change.credentialsChanged]) {
@@ -165,7 +199,8 @@ export async function createServices(
       repo,
       storage,
       cursors: new Signer(secret, 'cursor'),
-      links: new Signer(secret, 'link'),
+      links: new Signer(secret, 'link-record'),
+      legacyLinks: new Signer(secret, 'link'),
       bus,
       cacheTtlMs,
     });
@@ -178,7 +213,7 @@ export async function createServices(
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,
       logger,
-      ...(locker ? { locker } : {}),
+      locker,
     });
     const sweeper = new Sweeper({
       storage,
@@ -203,6 +238,7 @@ export async function createServices(
       tokens,
       sessions,
       loginThrottle: new LoginThrottle(counters, config.loginAddressLimit),
+      counters,
       redis,
       storage,
       scanner,
@@ -213,31 +249,35 @@ export async function createServices(
       sweeper,
       tus,
       thumbnails: new Thumbnails(storage, images, spoolDir),
-      readinessChecks: {
-        database: async () => {
-          await database.ping();
-          return 'ok';
+      readiness: new Readiness(
+        {
+          database: async () => {
+            await database.ping();
+            return 'ok';
+          },
+          storage: async () => {
+            await storage.ping();
+            return 'ok';
+          },
+          scanner: async () => {
+            if (!scanner.enabled) return 'off';
+            await scanner.ping();
+            return 'ok';
+          },
+          ...(redis
+            ? {
+                redis: async () => {
+                  await redis.ping();
+                  return 'ok' as const;
+                },
+              }
+            : {}),
         },
-        storage: async () => {
-          await storage.ping();
-          return 'ok';
-        },
-        scanner: async () => {
-          if (!scanner.enabled) return 'off';
-          await scanner.ping();
-          return 'ok';
-        },
-        ...(redis
-          ? {
-              redis: async () => {
-                await redis.ping();
-                return 'ok' as const;
-              },
-            }
-          : {}),
-      },
+        { timeoutMs, breakers: redis ? [databaseBreaker, redisBreaker] : [databaseBreaker] },
+      ),
       close: closeAll,
     };
+    closers.push(async () => services.readiness.close());
     return services;
   } catch (error) {
     await closeAll();

@@ -5,7 +5,7 @@
  *
  * Both libraries run in the libuv thread pool, off the event loop. That pool is shared with file
  * I/O and DNS, so the number of hashes in flight is bounded (and the queue behind them too: past it
- * LimiterFullError propagates and the HTTP layer answers 429).
+ * LimiterFullError propagates and the HTTP layer answers that the server is busy).
  */
 import { randomBytes } from 'node:crypto';
 import * as argon2 from '@node-rs/argon2';
@@ -106,10 +106,26 @@ export interface PasswordHasherOptions {
   params?: Partial<Argon2Params>;
 }
 
+/** What a hasher has done and is doing: for tests and metrics, never for decisions. */
+export interface HasherStats {
+  /** argon2id verifications run to the end, real or dummy. */
+  argon2idVerifications: number;
+  /** bcrypt verifications run to the end. */
+  bcryptVerifications: number;
+  /** New hashes computed. */
+  hashes: number;
+  /** Hashes and verifications running now, and waiting for a slot. */
+  active: number;
+  queued: number;
+}
+
 export class PasswordHasher {
   readonly params: Readonly<Argon2Params>;
   readonly #limiter: ConcurrencyLimiter;
   readonly #dummyHash: string;
+  #argon2idVerifications = 0;
+  #bcryptVerifications = 0;
+  #hashes = 0;
 
   constructor(options: PasswordHasherOptions = {}) {
     const params = { ...OWASP_ARGON2ID_MIN, ...options.params };
@@ -129,36 +145,86 @@ export class PasswordHasher {
   }
 
   async hash(password: string): Promise<string> {
-    return this.#limiter.run(() =>
-      argon2.hash(normalize(password), { ...this.params, algorithm: ARGON2ID, outputLen: 32 }),
-    );
+    return this.#limiter.run(async () => {
+      const hash = await argon2.hash(normalize(password), {
+        ...this.params,
+        algorithm: ARGON2ID,
+        outputLen: 32,
+      });
+      this.#hashes++;
+      return hash;
+    });
   }
 
-  /** True only when `password` matches `hash` under a supported scheme; never throws for bad hashes. */
+  /**
+   * True only when `password` matches `hash` under a supported scheme; never throws for bad hashes.
+   * Throws LimiterFullError when too many verifications wait already: that is no verdict at all.
+   *
+   * A wrong password must answer in the same time whatever the user's line holds, and as an
+   * unknown user does (the dummy argon2id verification), or the answer time tells which users
+   * exist and which still have a (cheaper) bcrypt line. So a bcrypt line, or an argon2id line with
+   * parameters below the current ones, is verified alongside a dummy argon2id verification, in
+   * parallel, and answers when both are done: never earlier than an unknown user, and for the costs
+   * htpasswd writes (-B defaults to cost 5, a few ms) bcrypt ends first, so the time is the argon2id
+   * time. Doing the same real work rather than sleeping to a measured floor keeps the times equal
+   * under load too, when every verification slows down alike. A bcrypt cost dearer than the
+   * argon2id parameters would still answer later than an unknown user; such lines are rewritten as
+   * argon2id at the user's next successful login (needsRehash).
+   */
   async verify(hash: string, password: string): Promise<boolean> {
     if (!isUsableHash(hash) || [...password].length > MAX_PASSWORD_LENGTH) {
       return this.verifyDummy(password);
     }
+    const argon2id = hashScheme(hash) === 'argon2id';
+    if (argon2id && !this.needsRehash(hash)) {
+      return this.#limiter.run(() => this.#argon2Verify(hash, normalize(password)));
+    }
+    // bcrypt, or argon2id with parameters cheaper than today's (as cheap as the file allows).
     return this.#limiter.run(async () => {
-      try {
-        if (hashScheme(hash) === 'bcrypt') return await bcrypt.verify(password, hash);
-        return await argon2.verify(hash, normalize(password));
-      } catch {
-        return false;
-      }
+      const [ok] = await Promise.all([
+        argon2id ? this.#argon2Verify(hash, normalize(password)) : this.#bcryptVerify(hash, password),
+        this.#argon2Verify(this.#dummyHash, normalize(password)),
+      ]);
+      return ok;
     });
   }
 
   /** Does the work of one argon2id verification and fails: the answer for an unknown user. */
   async verifyDummy(password: string): Promise<false> {
-    await this.#limiter.run(async () => {
-      try {
-        await argon2.verify(this.#dummyHash, normalize(password.slice(0, MAX_PASSWORD_LENGTH)));
-      } catch {
-        // The outcome is irrelevant; only the time spent matters.
-      }
-    });
+    await this.#limiter.run(() =>
+      this.#argon2Verify(this.#dummyHash, normalize(password.slice(0, MAX_PASSWORD_LENGTH))),
+    );
     return false;
+  }
+
+  get stats(): HasherStats {
+    return {
+      argon2idVerifications: this.#argon2idVerifications,
+      bcryptVerifications: this.#bcryptVerifications,
+      hashes: this.#hashes,
+      active: this.#limiter.active,
+      queued: this.#limiter.queued,
+    };
+  }
+
+  async #argon2Verify(hash: string, password: string): Promise<boolean> {
+    try {
+      return await argon2.verify(hash, password);
+    } catch {
+      return false;
+    } finally {
+      this.#argon2idVerifications++;
+    }
+  }
+
+  async #bcryptVerify(hash: string, password: string): Promise<boolean> {
+    try {
+      return await bcrypt.verify(password, hash);
+    } catch {
+      return false;
+    } finally {
+      this.#bcryptVerifications++;
+    }
   }
 
   /** Whether a hash that just verified should be replaced by one with the current parameters. */

@@ -5,6 +5,8 @@
  * Error messages carry line numbers and never a field's value: a malformed line may well hold a
  * password hash in the position where a name or role was expected, and these messages reach logs.
  */
+import { createHash } from 'node:crypto';
+
 export type Role = 'admin' | 'user';
 
 export const ROLES: readonly Role[] = ['admin', 'user'];
@@ -14,6 +16,24 @@ export interface UserRecord {
   username: string;
   hash: string;
   roles: Role[];
+  /**
+   * Set when the server rewrote this user's hash with the same password in a stronger scheme (a
+   * bcrypt line upgraded to argon2id at a login): rehashMarker() of the hash it replaced. It is kept
+   * in the line as the comment `# rehash-of:…`, so that every instance following the file can tell
+   * this change from a new password, which must end the user's sessions while a rehash must not.
+   */
+  rehashOf?: string;
+}
+
+const REHASH_COMMENT_RE = /^\s*rehash-of:([0-9a-f]{16})\s*$/;
+
+/**
+ * The marker a rehashed line carries: a short digest of the hash it replaced. It shows that the
+ * writer had that hash in hand, so a line edited later (keeping an old comment) is not mistaken for
+ * a rehash, and it reveals nothing of the password (a digest of a salted, slow hash).
+ */
+export function rehashMarker(previousHash: string): string {
+  return createHash('sha256').update(previousHash).digest('hex').slice(0, 16);
 }
 
 export interface UsersFileError {
@@ -96,7 +116,8 @@ export function parseUsersFile(text: string): ParsedUsersFile {
     const roles = parseRoles(rolesField);
     if (roles === null) return fail(`unknown role (allowed: ${ROLES.join(', ')})`);
     if (users.has(username)) return fail('duplicate username');
-    users.set(username, { username, hash, roles });
+    const rehashOf = hashAt === -1 ? undefined : REHASH_COMMENT_RE.exec(raw.slice(hashAt + 1))?.[1];
+    users.set(username, { username, hash, roles, ...(rehashOf ? { rehashOf } : {}) });
     lines.push({ raw, username });
   });
 
@@ -116,9 +137,10 @@ function parseRoles(field: string | undefined): Role[] | null {
 
 export function formatUserLine(user: UserRecord): string {
   const plainUser = user.roles.length === 1 && user.roles[0] === 'user';
-  return plainUser
+  const line = plainUser
     ? `${user.username}:${user.hash}`
     : `${user.username}:${user.hash}:${user.roles.join(',')}`;
+  return user.rehashOf ? `${line} # rehash-of:${user.rehashOf}` : line;
 }
 
 function sameUser(a: UserRecord, b: UserRecord): boolean {

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { isUsableHash } from './passwords.ts';
 import type { PasswordHasher } from './passwords.ts';
-import { describeErrors, parseUsersFile } from './user-file.ts';
+import { describeErrors, parseUsersFile, rehashMarker } from './user-file.ts';
 import type { Role, UserRecord } from './user-file.ts';
 import { readUsersFile, updateUsersFile, UsersFileParseError } from './users-file-io.ts';
 
@@ -24,6 +24,11 @@ export interface UsersChange {
   /** Users whose password hash changed: end their sessions. */
   credentialsChanged: string[];
   rolesChanged: string[];
+  /**
+   * Users whose hash the server rewrote in a stronger scheme, same password (UserRecord.rehashOf):
+   * not a credentials change, so their sessions go on.
+   */
+  rehashed: string[];
 }
 
 export type UsersChangeListener = (change: UsersChange) => void;
@@ -46,12 +51,24 @@ function sameRoles(a: readonly Role[], b: readonly Role[]): boolean {
 }
 
 function diff(before: ReadonlyMap<string, UserRecord>, after: ReadonlyMap<string, UserRecord>): UsersChange {
-  const change: UsersChange = { added: [], removed: [], credentialsChanged: [], rolesChanged: [] };
+  const change: UsersChange = {
+    added: [],
+    removed: [],
+    credentialsChanged: [],
+    rolesChanged: [],
+    rehashed: [],
+  };
   for (const [name, old] of before) {
     const now = after.get(name);
     if (!now) change.removed.push(name);
     else {
-      if (now.hash !== old.hash) change.credentialsChanged.push(name);
+      if (now.hash !== old.hash) {
+        // A rehash, or a copy of the file put back to the line that was just rehashed: the same
+        // password either way (see UserRecord.rehashOf).
+        const sameSecret = now.rehashOf === rehashMarker(old.hash) || old.rehashOf === rehashMarker(now.hash);
+        if (sameSecret) change.rehashed.push(name);
+        else change.credentialsChanged.push(name);
+      }
       if (!sameRoles(now.roles, old.roles)) change.rolesChanged.push(name);
     }
   }
@@ -75,6 +92,7 @@ export class UsersStore {
   #reloading: Promise<void> | null = null;
   #reloadAgain = false;
   #closed = false;
+  readonly #upgrades = new Map<string, Promise<void>>();
 
   private constructor(file: string, logger: Logger, options: UsersStoreOptions) {
     this.path = path.resolve(file);
@@ -148,12 +166,56 @@ export class UsersStore {
     return this.#reloading;
   }
 
+  /**
+   * Replaces `username`'s hash `from` (which a login has just verified) with the one `rehash`
+   * makes from the same password, in the background. The file is rewritten under its lock and
+   * atomically (updateUsersFile): the user's roles stay, every other line stays byte for byte, and
+   * nothing is written when the line changed since the login (a new password or a removal wins).
+   * The line is marked as a rehash (UserRecord.rehashOf) so that no instance takes it for a new
+   * password and ends the user's sessions. A failure only logs: the next login tries again.
+   * The returned promise settles when the attempt is over, and never rejects.
+   */
+  upgradeHash(username: string, from: string, rehash: () => Promise<string>): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const running = this.#upgrades.get(username);
+    if (running) return running;
+    const job = (async () => {
+      const hash = await rehash();
+      const written = await updateUsersFile(
+        this.path,
+        (users) => {
+          const user = users.get(username);
+          if (!user || user.hash !== from) return false;
+          users.set(username, { ...user, hash, rehashOf: rehashMarker(from) });
+          return true;
+        },
+        // Another writer (the CLI) holding the lock for long is waited for only so long: this
+        // is an improvement that can wait for the next login, and must not hold up a shutdown.
+        { timeoutMs: 10_000 },
+      );
+      if (written) {
+        this.#logger.info({ path: this.path, username }, 'users file: password hash upgraded to argon2id');
+        await this.refresh();
+      }
+    })()
+      .catch((error: unknown) => {
+        this.#logger.warn(
+          { err: error, path: this.path, username },
+          'users file: could not upgrade a password hash; the next login tries again',
+        );
+      })
+      .finally(() => this.#upgrades.delete(username));
+    this.#upgrades.set(username, job);
+    return job;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#watcher?.close();
     this.#watcher = null;
     if (this.#poll) clearInterval(this.#poll);
     if (this.#debounce) clearTimeout(this.#debounce);
+    await Promise.all(this.#upgrades.values());
     await this.#reloading;
   }
 

@@ -181,7 +181,8 @@ async function run(argv: string[], io: CliIo): Promise<void> {
       await updateUsersFile(file, (users) => {
         const user = users.get(name);
         if (!user) throw new CliError(`no user "${name}" in ${file}`);
-        users.set(name, { ...user, hash });
+        // A new password: no longer the rehash of an older line (see UserRecord.rehashOf).
+        users.set(name, { username: name, hash, roles: user.roles });
       });
       out(`changed the password of "${name}"; a running server ends that user's sessions`);
       return;

@@ -106,6 +106,30 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('reservations').addColumn('completing_at', 'bigint').execute();
     },
   },
+  '0004_media_sha256_index': {
+    async up(db: Kysely<unknown>) {
+      // POST /api/media/lookup: a user's items by content hash, newest first within each hash.
+      await db.schema
+        .createIndex('media_owner_sha256')
+        .on('media')
+        .columns(['owner', 'sha256', 'created_at', 'id'])
+        .execute();
+    },
+  },
+  '0005_links': {
+    async up(db: Kysely<unknown>) {
+      // Signed links as records, so that each one can be listed and revoked before it expires.
+      await db.schema
+        .createTable('links')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('media_id', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('links_media').on('links').columns(['media_id', 'expires_at']).execute();
+      await db.schema.createIndex('links_expires').on('links').column('expires_at').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -54,6 +54,17 @@ export interface ReservationsTable {
   completing_at: number | null;
 }
 
+/**
+ * A signed link, so that it can be listed and revoked. The token is not stored: it is an HMAC of
+ * the id under the link key (src/media/signing.ts), so a copy of the database alone yields none.
+ */
+export interface LinksTable {
+  id: string;
+  media_id: string;
+  created_at: number;
+  expires_at: number;
+}
+
 export interface Database {
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
@@ -61,4 +72,5 @@ export interface Database {
   media_tags: MediaTagsTable;
   usage: UsageTable;
   reservations: ReservationsTable;
+  links: LinksTable;
 }

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { AppError, errorBody, type ErrorCode, isAppError } from '../errors.ts';
 import { LimiterFullError } from '../util/limiter.ts';
 import { BlobNotFoundError, isStorageFull } from '../storage/blob-store.ts';
+import { asDependencyUnavailable } from '../util/dependency-failure.ts';
 
 interface ValidationIssue {
   path: string;
@@ -66,6 +67,9 @@ export function toAppError(error: unknown): AppError {
   if (error instanceof BlobNotFoundError)
     return new AppError('NOT_FOUND', 'No such media item.', { cause: error });
   if (isStorageFull(error)) return new AppError('INSUFFICIENT_STORAGE', undefined, { cause: error });
+  // The database or Redis down, unreachable or timing out: 503 with Retry-After, never a 500.
+  const unavailable = asDependencyUnavailable(error);
+  if (unavailable) return unavailable;
   if (error instanceof LimiterFullError) {
     return new AppError('RATE_LIMITED', 'The server is busy; try again shortly.', {
       headers: { 'Retry-After': '1' },

@@ -1,6 +1,6 @@
 import { sql, type Transaction } from 'kysely';
 import type { Db } from '../db/database.ts';
-import type { Database, MediaTable } from '../db/schema.ts';
+import type { Database, LinksTable, MediaTable } from '../db/schema.ts';
 import { AppError } from '../errors.ts';
 import type { MediaKind } from './file-types.ts';
 
@@ -22,6 +22,14 @@ export interface MediaRecord {
   updatedAt: number;
 }
 
+/** A signed link's record (its token is derived from the id, never stored). */
+export interface LinkRecord {
+  id: string;
+  mediaId: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
 export const SORTS = {
   '-createdAt': { column: 'created_at', desc: true },
   createdAt: { column: 'created_at', desc: false },
@@ -31,6 +39,9 @@ export const SORTS = {
   '-size': { column: 'size', desc: true },
 } as const;
 export type SortKey = keyof typeof SORTS;
+
+/** Digests per lookup query. */
+const LOOKUP_CHUNK = 1000;
 
 export interface ListQuery {
   owner: string;
@@ -43,7 +54,10 @@ export interface ListQuery {
   q?: string;
 }
 
-/** The media table and the per-user usage that must change with it in the same transaction. */
+/**
+ * The media table, the per-user usage that must change with it in the same transaction, and the
+ * items' signed links.
+ */
 export class MediaRepo {
   readonly #db: Db;
   readonly #dialect: 'sqlite' | 'postgres';
@@ -223,6 +237,7 @@ export class MediaRepo {
       const row = await trx.deleteFrom('media').where('id', '=', id).returningAll().executeTakeFirst();
       if (!row) return undefined;
       await trx.deleteFrom('media_tags').where('media_id', '=', id).execute();
+      await trx.deleteFrom('links').where('media_id', '=', id).execute();
       await trx
         .updateTable('usage')
         .set((eb) => ({ bytes: eb('bytes', '-', row.size), files: eb('files', '-', 1) }))
@@ -230,6 +245,85 @@ export class MediaRepo {
         .execute();
       return fromRow(row);
     });
+  }
+
+  async insertLink(link: LinkRecord): Promise<void> {
+    await this.#db
+      .insertInto('links')
+      .values({
+        id: link.id,
+        media_id: link.mediaId,
+        created_at: link.createdAt,
+        expires_at: link.expiresAt,
+      })
+      .execute();
+  }
+
+  /** The link with this id, expired or not (the caller checks the time). */
+  async getLink(id: string): Promise<LinkRecord | undefined> {
+    const row = await this.#db.selectFrom('links').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && linkFromRow(row);
+  }
+
+  /** The item's links that have not expired by `now`, newest first. */
+  async listLinks(mediaId: string, now: number): Promise<LinkRecord[]> {
+    const rows = await this.#db
+      .selectFrom('links')
+      .selectAll()
+      .where('media_id', '=', mediaId)
+      .where('expires_at', '>', now)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .execute();
+    return rows.map(linkFromRow);
+  }
+
+  /** Deletes one of the item's links; true when it was still live at `now`. */
+  async deleteLink(mediaId: string, linkId: string, now: number): Promise<boolean> {
+    const row = await this.#db
+      .deleteFrom('links')
+      .where('id', '=', linkId)
+      .where('media_id', '=', mediaId)
+      .returning('expires_at')
+      .executeTakeFirst();
+    return row !== undefined && Number(row.expires_at) > now;
+  }
+
+  /** Deletes links that expired by `now` (they are refused anyway); returns how many. */
+  async deleteExpiredLinks(now: number): Promise<number> {
+    const result = await this.#db.deleteFrom('links').where('expires_at', '<=', now).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  /**
+   * For each of these SHA-256 digests that `owner` has an item for, the id of the newest such item
+   * (by creation, then id). One indexed query per 1000 digests (media_owner_sha256), well inside
+   * both dialects' limits on bound parameters.
+   */
+  async newestBySha256(owner: string, digests: readonly string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    const unique = [...new Set(digests)];
+    for (let i = 0; i < unique.length; i += LOOKUP_CHUNK) {
+      const ranked = this.#db
+        .selectFrom('media')
+        .select((eb) => [
+          'sha256',
+          'id',
+          eb.fn
+            .agg<number>('row_number')
+            .over((ob) => ob.partitionBy('sha256').orderBy('created_at', 'desc').orderBy('id', 'desc'))
+            .as('rank'),
+        ])
+        .where('owner', '=', owner)
+        .where('sha256', 'in', unique.slice(i, i + LOOKUP_CHUNK));
+      const rows = await this.#db
+        .selectFrom(ranked.as('ranked'))
+        .select(['sha256', 'id'])
+        .where('rank', '=', 1)
+        .execute();
+      for (const row of rows) found.set(row.sha256, row.id);
+    }
+    return found;
   }
 
   /** Which of these ids have a row (used to find orphaned blobs). */
@@ -304,6 +398,15 @@ function toRow(r: MediaRecord): MediaTable {
     height: r.height,
     created_at: r.createdAt,
     updated_at: r.updatedAt,
+  };
+}
+
+function linkFromRow(r: LinksTable): LinkRecord {
+  return {
+    id: r.id,
+    mediaId: r.media_id,
+    createdAt: Number(r.created_at),
+    expiresAt: Number(r.expires_at),
   };
 }
 

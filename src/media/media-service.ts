@@ -3,11 +3,20 @@ import { AppError, validationFailed } from '../errors.ts';
 import type { Caller } from '../http/caller.ts';
 import type { MediaKind } from './file-types.ts';
 import { sanitizeFilename } from './filename.ts';
-import { SORTS, type MediaRecord, type MediaRepo, type SortKey, type Visibility } from './media-repo.ts';
-import type { Signer } from './signing.ts';
+import {
+  SORTS,
+  type LinkRecord,
+  type MediaRecord,
+  type MediaRepo,
+  type SortKey,
+  type Visibility,
+} from './media-repo.ts';
+import { newId, type Signer } from './signing.ts';
 import { normalizeTags } from './tags.ts';
 import { blobKey } from './ingest.ts';
 import type { InvalidationBus } from '../util/invalidation-bus.ts';
+import { systemClock, type Clock } from '../util/clock.ts';
+import { ACCESS_CACHE_TTL_MS, TtlCache } from '../util/ttl-cache.ts';
 
 export interface ListParams {
   limit: number;
@@ -17,6 +26,11 @@ export interface ListParams {
   tag?: string;
   q?: string;
   owner?: string;
+}
+
+/** A link as its owner sees it: the token is what goes into the URL. */
+export interface IssuedLink extends LinkRecord {
+  token: string;
 }
 
 export function thumbnailPrefix(id: string): string {
@@ -32,44 +46,61 @@ export class MediaService {
   readonly #storage: BlobStore;
   readonly #cursors: Signer;
   readonly #links: Signer;
+  readonly #legacyLinks: Signer;
   readonly #bus: InvalidationBus;
-  readonly #cacheTtlMs: number;
-  readonly #cache = new Map<string, { item: MediaRecord | undefined; at: number }>();
+  readonly #clock: Clock;
+  /** Items and links decide access, so neither is trusted longer than ACCESS_CACHE_TTL_MS. */
+  readonly #items: TtlCache<string, MediaRecord | undefined>;
+  readonly #linkCache: TtlCache<string, LinkRecord | undefined>;
 
   constructor(deps: {
     repo: MediaRepo;
     storage: BlobStore;
     cursors: Signer;
+    /** Makes a link's token from its id. */
     links: Signer;
+    /** Verifies the self-contained link tokens issued before links were records. */
+    legacyLinks: Signer;
     bus: InvalidationBus;
-    /** How long a looked-up item is trusted; changes on this instance clear it at once. */
+    /**
+     * How long a looked-up item or link is trusted (capped at ACCESS_CACHE_TTL_MS); changes on
+     * this instance clear it at once.
+     */
     cacheTtlMs: number;
+    clock?: Clock;
   }) {
     this.#repo = deps.repo;
     this.#storage = deps.storage;
     this.#cursors = deps.cursors;
     this.#links = deps.links;
+    this.#legacyLinks = deps.legacyLinks;
     this.#bus = deps.bus;
-    this.#cacheTtlMs = deps.cacheTtlMs;
-    deps.bus.subscribe((event) => {
-      for (const id of event.mediaIds ?? []) this.#cache.delete(id);
-    });
+    this.#clock = deps.clock ?? systemClock;
+    const cache = {
+      ttlMs: Math.min(deps.cacheTtlMs, ACCESS_CACHE_TTL_MS),
+      maxEntries: 10_000,
+      clock: this.#clock,
+    };
+    this.#items = new TtlCache(cache);
+    this.#linkCache = new TtlCache(cache);
+    deps.bus.subscribe((event) => this.#forget(event.mediaIds ?? [], event.linkIds ?? []));
   }
 
   /** The item if it exists, regardless of who asks (for public and signed-link access). */
   async find(id: string): Promise<MediaRecord | undefined> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;
-    const now = Date.now();
-    const hit = this.#cache.get(id);
-    if (hit && now - hit.at < this.#cacheTtlMs) return hit.item;
-    const item = await this.#repo.get(id);
-    if (this.#cache.size >= 10_000) this.#cache.clear();
-    this.#cache.set(id, { item, at: now });
-    return item;
+    return this.#items.get(id, () => this.#repo.get(id));
+  }
+
+  #forget(mediaIds: string[], linkIds: string[]): void {
+    for (const id of mediaIds) this.#items.delete(id);
+    // A deleted item takes its links along.
+    if (mediaIds.length > 0) this.#linkCache.deleteWhere((link) => !link || mediaIds.includes(link.mediaId));
+    for (const id of linkIds) this.#linkCache.delete(id);
   }
 
   async #changed(id: string): Promise<void> {
-    this.#cache.delete(id);
+    this.#forget([id], []);
     await this.#bus.publish({ mediaIds: [id] });
   }
 
@@ -101,6 +132,15 @@ export class MediaService {
     const last = page.at(-1);
     const nextCursor = items.length > params.limit && last ? this.#encodeCursor(params.sort, last) : null;
     return { items: page, nextCursor };
+  }
+
+  /**
+   * Which of these SHA-256 digests the caller has stored, each with the caller's newest item of
+   * those bytes. Only the caller's own items, admins included: it must not tell anyone whether
+   * another user holds a file.
+   */
+  async lookup(caller: Caller, digests: readonly string[]): Promise<Map<string, string>> {
+    return this.#repo.newestBySha256(caller.username, digests);
   }
 
   async update(
@@ -137,25 +177,65 @@ export class MediaService {
     ]);
   }
 
-  async createLink(
-    caller: Caller,
-    id: string,
-    expiresIn: number,
-  ): Promise<{ token: string; expiresAt: number }> {
+  /** A new link to the item, recorded so that it can be listed and revoked. */
+  async createLink(caller: Caller, id: string, expiresIn: number): Promise<IssuedLink> {
     await this.getFor(caller, id);
-    // Whole seconds in the token, rounded up: the link lives at least `expiresIn` seconds and
-    // dies exactly at the expiresAt the client is told (never up to a second before it).
-    const expiresAtSeconds = Math.ceil((Date.now() + expiresIn * 1000) / 1000);
-    return { token: this.#links.sign({ m: id, e: expiresAtSeconds }), expiresAt: expiresAtSeconds * 1000 };
+    const now = this.#clock.now();
+    // Whole seconds, rounded up: the link lives at least `expiresIn` seconds and dies exactly at
+    // the expiresAt the client is told (never up to a second before it).
+    const link: LinkRecord = {
+      id: newId(),
+      mediaId: id,
+      createdAt: now,
+      expiresAt: Math.ceil((now + expiresIn * 1000) / 1000) * 1000,
+    };
+    // Should the item be deleted meanwhile, the record outlives it harmlessly: a link is only
+    // honoured for an item that exists, ids are never reused, and the sweeper removes it on expiry.
+    await this.#repo.insertLink(link);
+    return this.#issued(link);
   }
 
-  /** Throws 401 unless `token` is an unexpired link for exactly this item. */
-  verifyLink(id: string, token: string): void {
-    const payload = this.#links.verify(token) as { m?: unknown; e?: unknown } | null;
-    if (!payload || payload.m !== id || typeof payload.e !== 'number') {
+  /** The item's live links, for its owner or an admin. */
+  async listLinks(caller: Caller, id: string): Promise<IssuedLink[]> {
+    await this.getFor(caller, id);
+    const links = await this.#repo.listLinks(id, this.#clock.now());
+    return links.map((link) => this.#issued(link));
+  }
+
+  /** Ends one of the item's links on every instance; 404 unless it is a live link of this item. */
+  async revokeLink(caller: Caller, id: string, linkId: string): Promise<void> {
+    await this.getFor(caller, id);
+    if (!(await this.#repo.deleteLink(id, linkId, this.#clock.now()))) {
+      throw new AppError('NOT_FOUND', 'No such link.');
+    }
+    this.#forget([], [linkId]);
+    await this.#bus.publish({ linkIds: [linkId] });
+  }
+
+  /** Throws 401 unless `token` is a live, unrevoked link for exactly this item. */
+  async verifyLink(id: string, token: string): Promise<void> {
+    const now = this.#clock.now();
+    const payload = this.#links.verify(token) as { l?: unknown } | null;
+    if (payload !== null && typeof payload.l === 'string') {
+      const linkId = payload.l;
+      const link = await this.#linkCache.get(linkId, () => this.#repo.getLink(linkId));
+      if (!link || link.mediaId !== id) throw new AppError('UNAUTHENTICATED', 'This link is not valid.');
+      if (link.expiresAt <= now) throw new AppError('UNAUTHENTICATED', 'This link has expired.');
+      return;
+    }
+    // A self-contained token from before links were records: it cannot be revoked, only expire
+    // (after at most STOWAGE_LINK_MAX_TTL from when it was issued) or die with its item.
+    const legacy = this.#legacyLinks.verify(token) as { m?: unknown; e?: unknown } | null;
+    if (!legacy || legacy.m !== id || typeof legacy.e !== 'number') {
       throw new AppError('UNAUTHENTICATED', 'This link is not valid.');
     }
-    if (payload.e * 1000 <= Date.now()) throw new AppError('UNAUTHENTICATED', 'This link has expired.');
+    if (legacy.e * 1000 <= now) throw new AppError('UNAUTHENTICATED', 'This link has expired.');
+  }
+
+  #issued(link: LinkRecord): IssuedLink {
+    // The token is a MAC of the link's id under the server's link key: only the server can make
+    // it, so neither the id nor a copy of the database reveals it, and it need not be stored.
+    return { ...link, token: this.#links.sign({ l: link.id }) };
   }
 
   #encodeCursor(sort: SortKey, last: MediaRecord): string {

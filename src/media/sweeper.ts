@@ -118,6 +118,7 @@ export class Sweeper {
       { name: 'expired resumable uploads', run: async () => (tus ? tus.sweepExpired() : 0) },
       { name: 'expired reservations', run: ({ now }) => repo.purgeExpiredReservations(now) },
       { name: 'ended sessions', run: ({ now }) => sessions.purgeExpired(ENDED_SESSION_AGE_MS, now) },
+      { name: 'expired links', run: ({ now }) => repo.deleteExpiredLinks(now) },
     ];
   }
 

@@ -159,7 +159,7 @@ export class S3BlobStore implements BlobStore {
           }),
         );
       } catch (err) {
-        // Some servers (s3rver, minimal gateways) do not list uploads; nothing to sweep there.
+        // Some servers (minimal gateways) do not list uploads; nothing to sweep there.
         if (isUnsupported(err)) return removed;
         throw err;
       }

@@ -1,3 +1,6 @@
+import type { Breaker } from './breaker.ts';
+import { DependencyUnavailableError } from './dependency-failure.ts';
+
 export interface WindowCount {
   count: number;
   /** Milliseconds until this window ends and the count starts again from zero. */
@@ -60,6 +63,49 @@ export class MemoryCounterStore implements CounterStore {
     for (const key of this.#entries.keys()) {
       if (this.#entries.size < this.#maxKeys * 0.9) break;
       this.#entries.delete(key);
+    }
+  }
+}
+
+/**
+ * Shared counters (Redis) that fall back to this instance's own while the shared store is down or
+ * unreachable: a rate limit keeps holding, per instance, instead of failing every request or
+ * waiting on a dead connection (the breaker answers at once while the store is known down). The
+ * local counts start from zero and are no longer consulted once the shared store is back.
+ */
+export class FallbackCounterStore implements CounterStore {
+  readonly #primary: CounterStore;
+  readonly #fallback: CounterStore;
+  readonly #breaker: Breaker;
+
+  constructor(primary: CounterStore, fallback: CounterStore, breaker: Breaker) {
+    this.#primary = primary;
+    this.#fallback = fallback;
+    this.#breaker = breaker;
+  }
+
+  increment(key: string, windowMs: number): Promise<WindowCount> {
+    return this.#call((store) => store.increment(key, windowMs));
+  }
+
+  get(key: string): Promise<WindowCount | null> {
+    return this.#call((store) => store.get(key));
+  }
+
+  decrement(key: string): Promise<void> {
+    return this.#call((store) => store.decrement(key));
+  }
+
+  reset(key: string): Promise<void> {
+    return this.#call((store) => store.reset(key));
+  }
+
+  async #call<T>(op: (store: CounterStore) => Promise<T>): Promise<T> {
+    try {
+      return await this.#breaker.run(() => op(this.#primary));
+    } catch (error) {
+      if (!(error instanceof DependencyUnavailableError)) throw error;
+      return op(this.#fallback);
     }
   }
 }

@@ -5,11 +5,15 @@ export interface InvalidationEvent {
   username?: string;
   /** Media items that changed or were deleted. */
   mediaIds?: string[];
+  /** Signed links that were revoked. */
+  linkIds?: string[];
 }
 
 /**
  * Tells every instance that something it may have cached changed, so its caches drop it. With
  * one instance the local bus suffices; with several, the Redis bus (redis-bus.ts) carries events.
+ * Delivery is best effort (a message can be lost): it makes a change take effect at once, while
+ * the caches' short lifetime (ACCESS_CACHE_TTL_MS in ttl-cache.ts) is what guarantees the bound.
  */
 export interface InvalidationBus {
   publish(event: InvalidationEvent): Promise<void>;

@@ -11,8 +11,13 @@ let told = false;
 
 /** One database index per test file that uses Redis; add a line for a new file. */
 export const REDIS_DB = {
+  partition: 1,
+  partitionLimits: 2,
   redisUnit: 11,
   multiInstance: 12,
+  locker: 5,
+  uploadLockHandover: 6,
+  revocation: 3,
 } as const;
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */

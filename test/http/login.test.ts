@@ -116,6 +116,42 @@ describe('failed logins', () => {
   });
 });
 
+describe('client addresses', () => {
+  it('counts failures from one IPv6 /64 together, whichever of its addresses they come from', async () => {
+    await start();
+    // An attacker owns its whole /64: each guess from a fresh address of it.
+    for (let i = 1; i <= 5; i++)
+      expectError(await login(t, 'alice', `wrong-${i}`, `2001:db8::${i}`), 401, 'INVALID_CREDENTIALS');
+    expectError(await login(t, 'alice', PASSWORDS.alice, '2001:db8::6'), 429, 'RATE_LIMITED');
+    expectError(
+      await login(t, 'alice', PASSWORDS.alice, '2001:db8:0:0:ffff:ffff:ffff:ffff'),
+      429,
+      'RATE_LIMITED',
+    );
+    // Another /64 is another client.
+    expect((await login(t, 'alice', PASSWORDS.alice, '2001:db8:0:1::1')).statusCode).toBe(200);
+  });
+
+  it('caps spraying across usernames per IPv6 /64, not per address', async () => {
+    await start({ STOWAGE_LOGIN_ADDRESS_LIMIT: '3' });
+    for (let i = 1; i <= 3; i++)
+      expectError(await login(t, `user${i}`, 'password1', `2001:db8:5:5::${i}`), 401, 'INVALID_CREDENTIALS');
+    expectError(await login(t, 'alice', PASSWORDS.alice, '2001:db8:5:5::99'), 429, 'RATE_LIMITED');
+    expect((await login(t, 'alice', PASSWORDS.alice, '2001:db8:5:6::1')).statusCode).toBe(200);
+  });
+
+  it('treats an IPv4-mapped IPv6 address as the IPv4 address', async () => {
+    await start();
+    for (let i = 0; i < 3; i++)
+      expectError(await login(t, 'alice', `wrong-${i}`, '::ffff:192.0.2.44'), 401, 'INVALID_CREDENTIALS');
+    for (let i = 3; i < 5; i++)
+      expectError(await login(t, 'alice', `wrong-${i}`, '192.0.2.44'), 401, 'INVALID_CREDENTIALS');
+    expectError(await login(t, 'alice', PASSWORDS.alice, '::ffff:192.0.2.44'), 429, 'RATE_LIMITED');
+    expectError(await login(t, 'alice', PASSWORDS.alice, '192.0.2.44'), 429, 'RATE_LIMITED');
+    expect((await login(t, 'alice', PASSWORDS.alice, '192.0.2.45')).statusCode).toBe(200);
+  });
+});
+
 describe('malformed login bodies', () => {
   it('rejects missing fields and wrong types with VALIDATION_FAILED, without coercion', async () => {
     await start();

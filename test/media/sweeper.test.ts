@@ -72,11 +72,13 @@ describe('the periodic sweep', () => {
 
   /** Everything the sweeper is there for, each made the way the real failure leaves it. */
   async function plant() {
+    // Logged in afresh: the sessions' lifetimes run on the same clock, which moves weeks ahead.
+    const { accessToken: alice } = await app.login('alice');
     // A resumable upload that was abandoned: tus expires it from its recorded creation time.
     const created = await fetch(`${app.base}/api/media/uploads`, {
       method: 'POST',
       headers: {
-        authorization: `Bearer ${app.tokens.alice}`,
+        authorization: `Bearer ${alice}`,
         'tus-resumable': '1.0.0',
         'upload-length': '5000',
       },
@@ -164,9 +166,9 @@ describe('the periodic sweep', () => {
       await timer.fire();
       expect(await state(planted), `round ${round}`).toEqual(GONE);
     }
-    // What is alive is untouched: the stored item, and alice's session.
+    // What is alive is untouched: the stored item.
     const content = await fetch(`${app.base}/api/media/${kept.id}/content`, {
-      headers: { authorization: `Bearer ${app.tokens.alice}` },
+      headers: { authorization: `Bearer ${(await app.login('alice')).accessToken}` },
     });
     expect(Buffer.from(await content.arrayBuffer())).toEqual(pdf(10));
     expect(
@@ -231,6 +233,7 @@ describe('steps that fail', () => {
         'orphaned renditions': 'failed',
         'expired reservations': 'failed',
         'ended sessions': 'failed',
+        'expired links': 'failed',
         'spool files': 1,
       });
       expect(await exists(spool)).toBe(false);
@@ -239,7 +242,13 @@ describe('steps that fail', () => {
         .lines()
         .filter((line) => line.level === LEVEL.error && typeof line.step === 'string');
       expect(failed.map((line) => line.step).sort()).toEqual(
-        ['ended sessions', 'expired reservations', 'orphaned blobs', 'orphaned renditions'].sort(),
+        [
+          'ended sessions',
+          'expired links',
+          'expired reservations',
+          'orphaned blobs',
+          'orphaned renditions',
+        ].sort(),
       );
     } finally {
       await app.app.close();

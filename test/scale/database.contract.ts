@@ -4,7 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseConfig } from '../../src/config.ts';
 import { openDatabase, type DatabaseHandle, type Db } from '../../src/db/database.ts';
 import { SessionService } from '../../src/auth/sessions.ts';
-import { MediaRepo, SORTS, type MediaRecord, type SortKey } from '../../src/media/media-repo.ts';
+import {
+  MediaRepo,
+  SORTS,
+  type LinkRecord,
+  type MediaRecord,
+  type SortKey,
+} from '../../src/media/media-repo.ts';
+import { migrationProvider } from '../../src/db/migrations.ts';
 import { LocalInvalidationBus } from '../../src/util/invalidation-bus.ts';
 import { isAppError } from '../../src/errors.ts';
 import { until } from './scale-helpers.ts';
@@ -24,10 +31,13 @@ export interface DatabaseUnderTest {
 
 /** Every index the migrations create, by table: the same set on both dialects. */
 const EXPECTED_INDEXES = [
+  'links_expires',
+  'links_media',
   'media_created',
   'media_owner_created',
   'media_owner_filename',
   'media_owner_kind_created',
+  'media_owner_sha256',
   'media_owner_size',
   'media_tags_owner_tag',
   'refresh_tokens_session',
@@ -66,6 +76,7 @@ export function databaseContract(
           'media_tags',
           'usage',
           'reservations',
+          'links',
         ] as const) {
           const rows = await handle.db.selectFrom(table).selectAll().limit(1).execute();
           expect(rows).toEqual(expect.any(Array));
@@ -78,7 +89,14 @@ export function databaseContract(
         const owner = uniqueName('rerun');
         await repo.insert(record(owner, { filename: 'kept.jpg' }), null);
         const before = await migrationNames(handle.db);
-        expect(before).toEqual(['0001_sessions', '0002_media', '0003_reservation_claims']);
+        expect(before).toEqual(Object.keys(await migrationProvider.getMigrations()).sort());
+        expect(before.slice(0, 5)).toEqual([
+          '0001_sessions',
+          '0002_media',
+          '0003_reservation_claims',
+          '0004_media_sha256_index',
+          '0005_links',
+        ]);
 
         const again = await openDatabase(target.config);
         extraHandles.push(again);
@@ -259,6 +277,111 @@ export function databaseContract(
         // The room is usable again.
         await repo.insert(record(owner, { size: 9000 }), 10_000);
         expect(await repo.usedBytes(owner)).toBe(10_000);
+      });
+    });
+
+    describe('signed links', () => {
+      const link = (mediaId: string, overrides: Partial<LinkRecord> = {}): LinkRecord => ({
+        id: crypto.randomBytes(16).toString('base64url'),
+        mediaId,
+        createdAt: Date.now(),
+        expiresAt: Date.now() + 3_600_000,
+        ...overrides,
+      });
+
+      it("stores a link, lists an item's live ones newest first, and revokes one of that item only", async () => {
+        const owner = uniqueName('links');
+        const [item, other] = [record(owner), record(owner)];
+        await repo.insert(item, null);
+        await repo.insert(other, null);
+        const now = Date.now();
+        const older = link(item.id, { createdAt: now - 2000 });
+        const newer = link(item.id, { createdAt: now - 1000 });
+        const expired = link(item.id, { createdAt: now - 5000, expiresAt: now - 1 });
+        const elsewhere = link(other.id);
+        for (const l of [older, newer, expired, elsewhere]) await repo.insertLink(l);
+
+        expect(await repo.getLink(older.id)).toEqual(older);
+        expect(await repo.getLink(expired.id)).toEqual(expired); // the caller checks the time
+        expect(await repo.getLink('no-such-link')).toBeUndefined();
+        expect(await repo.listLinks(item.id, now)).toEqual([newer, older]);
+        expect(await repo.listLinks(other.id, now)).toEqual([elsewhere]);
+
+        // Another item's link is not revoked through this item; an expired one is not live.
+        expect(await repo.deleteLink(item.id, elsewhere.id, now)).toBe(false);
+        expect(await repo.getLink(elsewhere.id)).toEqual(elsewhere);
+        expect(await repo.deleteLink(item.id, expired.id, now)).toBe(false);
+        expect(await repo.deleteLink(item.id, older.id, now)).toBe(true);
+        expect(await repo.deleteLink(item.id, older.id, now)).toBe(false);
+        expect(await repo.getLink(older.id)).toBeUndefined();
+        expect(await repo.listLinks(item.id, now)).toEqual([newer]);
+      });
+
+      it("deletes an item's links with the item", async () => {
+        const owner = uniqueName('links-delete');
+        const [item, kept] = [record(owner), record(owner)];
+        await repo.insert(item, null);
+        await repo.insert(kept, null);
+        const [gone, stays] = [link(item.id), link(kept.id)];
+        await repo.insertLink(gone);
+        await repo.insertLink(stays);
+        await repo.delete(item.id);
+        expect(await repo.getLink(gone.id)).toBeUndefined();
+        expect(await repo.getLink(stays.id)).toEqual(stays);
+      });
+
+      it('sweeps links that expired, and only those', async () => {
+        const owner = uniqueName('links-sweep');
+        const item = record(owner);
+        await repo.insert(item, null);
+        const now = Date.now();
+        const dead = link(item.id, { expiresAt: now - 1000 });
+        const endsNow = link(item.id, { expiresAt: now });
+        const live = link(item.id, { expiresAt: now + 1000 });
+        for (const l of [dead, endsNow, live]) await repo.insertLink(l);
+        expect(await repo.deleteExpiredLinks(now)).toBeGreaterThanOrEqual(2);
+        expect(await repo.getLink(dead.id)).toBeUndefined();
+        expect(await repo.getLink(endsNow.id)).toBeUndefined();
+        expect(await repo.getLink(live.id)).toEqual(live);
+      });
+    });
+
+    describe('lookup by content hash', () => {
+      it("finds each digest's newest item of one owner only, over several queries' worth of digests", async () => {
+        const [owner, other] = [uniqueName('lookup'), uniqueName('lookup-other')];
+        const digest = () => crypto.randomBytes(32).toString('hex');
+        const [dup, single, late, othersOnly] = [digest(), digest(), digest(), digest()];
+        const t0 = Date.now();
+        const older = record(owner, { sha256: dup, createdAt: t0 - 2000 });
+        const newer = record(owner, { sha256: dup, createdAt: t0 - 1000 });
+        const alone = record(owner, { sha256: single });
+        const last = record(owner, { sha256: late });
+        for (const item of [newer, older, alone, last]) await repo.insert(item, null);
+        // Another user's copies of the same bytes, one of them newer than the owner's.
+        await repo.insert(record(other, { sha256: dup, createdAt: t0 }), null);
+        await repo.insert(record(other, { sha256: othersOnly }), null);
+        // Same creation time: the larger id wins, so the answer is stable.
+        const tieA = record(owner, { sha256: digest(), createdAt: t0, id: 'tie-a' });
+        const tieB = record(owner, { ...tieA, id: 'tie-b' });
+        await repo.insert(tieA, null);
+        await repo.insert(tieB, null);
+
+        // 2500 digests (three queries' worth), the known ones spread across them, one repeated.
+        const asked = Array.from({ length: 2500 }, digest);
+        asked[3] = dup;
+        asked[1200] = single;
+        asked[2499] = late;
+        asked[2000] = othersOnly;
+        asked[1500] = tieA.sha256;
+        asked[10] = dup;
+        const found = await repo.newestBySha256(owner, asked);
+        expect(Object.fromEntries(found)).toEqual({
+          [dup]: newer.id,
+          [single]: alone.id,
+          [late]: last.id,
+          [tieA.sha256]: 'tie-b',
+        });
+        expect(await repo.newestBySha256(owner, [])).toEqual(new Map());
       });
     });
 
@@ -523,7 +646,7 @@ async function migrationNames(db: Db): Promise<string[]> {
 }
 
 async function indexNames(db: Db, dialect: 'sqlite' | 'postgres'): Promise<string[]> {
-  const tables = ['sessions', 'refresh_tokens', 'media', 'media_tags', 'usage', 'reservations'];
+  const tables = ['sessions', 'refresh_tokens', 'media', 'media_tags', 'usage', 'reservations', 'links'];
   const { rows } =
     dialect === 'sqlite'
       ? await sql<{

@@ -5,15 +5,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadHmacKey, loadSigningKey } from '../../src/auth/keys.ts';
-import { startS3Server, type TestS3Server } from '../helpers/s3.ts';
+import { createTestBucket, s3Available, type TestBucket } from '../helpers/s3.ts';
 import { startServerProcess } from '../helpers/server-process.ts';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/postgres.ts';
 import { REDIS_DB, flushRedisDb, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
 import { MiB, pdfOfSize, s3Env, sha256, tusUpload, until, uploadMultipart } from './scale-helpers.ts';
 
 /**
- * Two real server processes on one PostgreSQL database, one Redis and one bucket (the test S3
- * server), behind nginx running deploy/nginx.conf with round-robin balancing: what a scaled-out
+ * Two real server processes on one PostgreSQL database, one Redis and one bucket (on the test
+ * radosgw), behind nginx running deploy/nginx.conf with round-robin balancing: what a scaled-out
  * deployment relies on. Requests go through nginx where any instance may answer, and straight to
  * instance A or B where it matters which one does.
  */
@@ -32,7 +32,7 @@ function findNginx(): string | undefined {
   return undefined;
 }
 const nginxBin = findNginx();
-const canRun = [pgAvailable(), redisAvailable(), nginxBin !== undefined].every(Boolean);
+const canRun = [pgAvailable(), redisAvailable(), s3Available(), nginxBin !== undefined].every(Boolean);
 if (!nginxBin)
   console.warn("skipping the multi-instance test: no nginx binary (.ci/run installs Debian's nginx)");
 
@@ -45,7 +45,7 @@ interface Instance {
 
 describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', () => {
   let tmp: string;
-  let s3: TestS3Server | undefined;
+  let s3: TestBucket | undefined;
   let database: TestDatabase | undefined;
   let a: Instance;
   let b: Instance;
@@ -61,7 +61,7 @@ describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', (
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-multi-'));
     await fs.chmod(tmp, 0o755); // nginx workers (nobody, when run as root) need to reach their temp dirs
     [s3, database] = await Promise.all([
-      startS3Server(),
+      createTestBucket(),
       createTestDatabase(),
       flushRedisDb(REDIS_DB.multiInstance),
     ]);
@@ -110,7 +110,7 @@ describe.skipIf(!canRun)('two instances behind nginx (PostgreSQL, Redis, S3)', (
     process.off('exit', killAll);
     await database?.drop();
     await flushRedisDb(REDIS_DB.multiInstance).catch(() => undefined);
-    await s3?.stop();
+    await s3?.drop();
     if (tmp) await fs.rm(tmp, { recursive: true, force: true });
   }, 30_000);
 

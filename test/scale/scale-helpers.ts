@@ -3,11 +3,10 @@ import http from 'node:http';
 import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
-  S3Client,
   type ListMultipartUploadsCommandOutput,
 } from '@aws-sdk/client-s3';
 import * as tus from 'tus-js-client';
-import type { TestS3Server } from '../helpers/s3.ts';
+import { s3Client, type S3Target } from '../helpers/s3.ts';
 import { MiB, readResponse, type RawResponse } from '../helpers/common.ts';
 
 /** Shared by the scale-out tests: files, uploads over real sockets, and a look into the bucket. */
@@ -21,8 +20,8 @@ export function zipOfSize(size: number): Buffer {
   return data;
 }
 
-/** The app's environment for the test S3 server. */
-export function s3Env(s3: TestS3Server): Record<string, string> {
+/** The app's environment for a test bucket. */
+export function s3Env(s3: S3Target): Record<string, string> {
   return {
     STOWAGE_STORAGE: 's3',
     STOWAGE_S3_ENDPOINT: s3.endpoint,
@@ -42,13 +41,8 @@ export interface BucketContents {
 }
 
 /** What is in the bucket, asked the way any S3 client would (ListObjectsV2, ListMultipartUploads). */
-export async function bucketContents(s3: TestS3Server): Promise<BucketContents> {
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    region: s3.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+export async function bucketContents(s3: S3Target): Promise<BucketContents> {
+  const client = s3Client(s3);
   try {
     const objects: string[] = [];
     let token: string | undefined;

@@ -215,3 +215,41 @@ describe('invalid values are refused, naming the variable', () => {
     ]);
   });
 });
+
+describe('token and session lifetimes', () => {
+  it('accepts access tokens down to 1 second, and refuses 0', () => {
+    for (const ttl of ['1', '5', '9']) {
+      expect(loadConfig({ STOWAGE_ACCESS_TOKEN_TTL: ttl }, CWD).accessTokenTtl).toBe(Number(ttl));
+    }
+    expectRefused({ STOWAGE_ACCESS_TOKEN_TTL: '0' }, 'STOWAGE_ACCESS_TOKEN_TTL');
+    expectRefused({ STOWAGE_ACCESS_TOKEN_TTL: '86401' }, 'STOWAGE_ACCESS_TOKEN_TTL');
+  });
+
+  it('limits sessions per user to 50 and their age to 30 days by default', () => {
+    const config = loadConfig({}, CWD);
+    expect(config.sessionsPerUser).toBe(50);
+    expect(config.sessionMaxAge).toBe(2_592_000);
+    const set = loadConfig({ STOWAGE_SESSIONS_PER_USER: '3', STOWAGE_SESSION_MAX_AGE: '3600' }, CWD);
+    expect(set.sessionsPerUser).toBe(3);
+    expect(set.sessionMaxAge).toBe(3600);
+  });
+
+  it.each(['0', '-1', 'many', '1.5'])('refuses STOWAGE_SESSIONS_PER_USER=%s', (value) => {
+    expectRefused({ STOWAGE_SESSIONS_PER_USER: value }, 'STOWAGE_SESSIONS_PER_USER');
+  });
+
+  it.each(['0', '59', '30d', '315360001'])('refuses STOWAGE_SESSION_MAX_AGE=%s', (value) => {
+    expectRefused({ STOWAGE_SESSION_MAX_AGE: value }, 'STOWAGE_SESSION_MAX_AGE');
+  });
+});
+
+describe('STOWAGE_DEPENDENCY_TIMEOUT_MS', () => {
+  it('defaults to 2 s, so that two dependencies timing out in one request still answer within 5 s', () => {
+    expect(loadConfig({}, CWD).dependencyTimeoutMs).toBe(2000);
+    expect(loadConfig({ STOWAGE_DEPENDENCY_TIMEOUT_MS: '750' }, CWD).dependencyTimeoutMs).toBe(750);
+  });
+
+  it.each(['0', '99', '60001', '2s', '-1', '1.5'])('refuses %s', (value) => {
+    expectRefused({ STOWAGE_DEPENDENCY_TIMEOUT_MS: value }, 'STOWAGE_DEPENDENCY_TIMEOUT_MS');
+  });
+});

@@ -83,14 +83,30 @@ export async function publicAuthRoutes(base: FastifyInstance, deps: AuthRouteDep
         throw error;
       }
       const user = deps.users.get(username);
-      // Unknown users cost one full hash verification too, so timing does not reveal who exists.
-      const ok = user
-        ? await deps.hasher.verify(user.hash, password)
-        : await deps.hasher.verifyDummy(password);
+      let ok: boolean;
+      try {
+        // Unknown users cost one full hash verification too, and every line, whatever its hash,
+        // costs at least that much when the password is wrong (PasswordHasher.verify), so timing
+        // tells neither who exists nor what their line holds.
+        ok = user ? await deps.hasher.verify(user.hash, password) : await deps.hasher.verifyDummy(password);
+      } catch (error) {
+        // No verdict (the hasher is too busy): the attempt was no failed login, so it must not
+        // count towards locking the user out (contract: busy never counts as a failure).
+        await deps.throttle.giveBack(username, request.ip).catch((giveBackError: unknown) => {
+          request.log.warn({ err: giveBackError }, 'login throttle: could not give a busy attempt back');
+        });
+        deps.metrics.logins.inc({ outcome: 'busy' });
+        throw error;
+      }
       if (!user || !ok) {
         deps.metrics.logins.inc({ outcome: 'failure' });
         request.log.info({ username: username.slice(0, 64) }, 'login failed');
         throw new AppError('INVALID_CREDENTIALS');
+      }
+      // A bcrypt (or weaker argon2id) line becomes argon2id with today's parameters, in the
+      // background: the password is in hand only now.
+      if (deps.hasher.needsRehash(user.hash)) {
+        void deps.users.upgradeHash(user.username, user.hash, () => deps.hasher.hash(password));
       }
       await deps.throttle.recordSuccess(username, request.ip);
       const { session, refreshToken } = await deps.sessions.create(

@@ -19,7 +19,7 @@ export interface ContentDeps {
 export const ContentParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
 /**
- * Who may read an item's bytes: a signed link for exactly this item, else a Bearer token of the
+ * Who may read an item's bytes: a live, unrevoked signed link for exactly this item, else a Bearer token of the
  * owner or an admin, else anyone if the item is public. Without any credential a private item and
  * a missing one look the same (401), so ids cannot be probed.
  */
@@ -30,7 +30,7 @@ export async function readableItem(
   token: string | undefined,
 ): Promise<MediaRecord> {
   if (token !== undefined) {
-    deps.media.verifyLink(id, token);
+    await deps.media.verifyLink(id, token);
     const item = await deps.media.find(id);
     if (!item) throw new AppError('NOT_FOUND', 'No such media item.');
     return item;

@@ -2,11 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Ingest } from '../../media/ingest.ts';
-import type { MediaService } from '../../media/media-service.ts';
+import type { IssuedLink, MediaService } from '../../media/media-service.ts';
 import { SORTS } from '../../media/media-repo.ts';
 import { callerOf } from '../plugins/authenticate.ts';
 import { MediaItem, mediaJson } from '../media-json.ts';
-import { errors } from '../schemas.ts';
+import { errors, iso, IsoTime } from '../schemas.ts';
 import { receiveMultipart } from './upload.ts';
 
 export interface MediaRouteDeps {
@@ -19,6 +19,37 @@ const tags = ['media'];
 const security = [{ bearer: [] }];
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 const Visibility = Type.Union([Type.Literal('private'), Type.Literal('public')]);
+const Link = Type.Object(
+  {
+    id: Type.String({ description: 'The link id, for revoking it' }),
+    url: Type.String({
+      description: 'The content URL with the token; the same token works on the thumbnail',
+    }),
+    createdAt: IsoTime,
+    expiresAt: IsoTime,
+  },
+  { $id: 'Link' },
+);
+
+/** The token is the credential: it appears in this URL only, never in logs (see logger.ts). */
+function linkJson(link: IssuedLink) {
+  return {
+    id: link.id,
+    url: `/api/media/${link.mediaId}/content?token=${encodeURIComponent(link.token)}`,
+    createdAt: iso(link.createdAt),
+    expiresAt: iso(link.expiresAt),
+  };
+}
+
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'lowercase hex SHA-256' });
+/** Digests per lookup request (the contract's limit). */
+const LOOKUP_MAX = 1000;
+/**
+ * A lookup body of 1000 digests is about 67 KB compact (66 bytes a digest with quotes and comma),
+ * over the app's 64 KiB JSON limit; 72 KiB admits it also pretty-printed (JSON.stringify's two-space
+ * indent makes it 72,0xx bytes), and little more.
+ */
+const LOOKUP_BODY_LIMIT = 72 * 1024;
 
 export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
@@ -79,6 +110,37 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
       const query = request.query;
       const page = await deps.media.list(callerOf(request), query);
       return { items: page.items.map(mediaJson), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.post(
+    '/api/media/lookup',
+    {
+      bodyLimit: LOOKUP_BODY_LIMIT,
+      schema: {
+        tags,
+        security,
+        summary: 'Which of these SHA-256 digests you have stored, with your newest item of each',
+        description:
+          'Lets a sync client skip files it already stored. Digests you have no item for are left out; ' +
+          "other users' items are never considered (also for administrators).",
+        body: Type.Object(
+          { sha256: Type.Array(Sha256, { maxItems: LOOKUP_MAX }) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            found: Type.Record(Type.String(), Type.String(), {
+              description: 'digest → id of your newest item with those bytes',
+            }),
+          }),
+          ...errors(400, 401, 413),
+        },
+      },
+    },
+    async (request) => {
+      const found = await deps.media.lookup(callerOf(request), request.body.sha256);
+      return { found: Object.fromEntries(found) };
     },
   );
 
@@ -145,7 +207,7 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
       schema: {
         tags,
         security,
-        summary: 'Create a signed, expiring link to the content (and thumbnails)',
+        summary: 'Create a signed, expiring, revocable link to the content (and thumbnails)',
         params: IdParams,
         body: Type.Object(
           {
@@ -160,22 +222,56 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
           { additionalProperties: false },
         ),
         response: {
-          201: Type.Object({ url: Type.String(), expiresAt: Type.String({ format: 'date-time' }) }),
+          201: Type.Object({ id: Type.String(), url: Type.String(), expiresAt: IsoTime }),
           ...errors(400, 401, 404),
         },
       },
     },
     async (request, reply) => {
-      const id = request.params.id;
-      const { token, expiresAt } = await deps.media.createLink(
+      const link = await deps.media.createLink(
         callerOf(request),
-        id,
+        request.params.id,
         request.body.expiresIn ?? 3600,
       );
-      return reply.code(201).send({
-        url: `/api/media/${id}/content?token=${encodeURIComponent(token)}`,
-        expiresAt: new Date(expiresAt).toISOString(),
-      });
+      const { id, url, expiresAt } = linkJson(link);
+      return reply.code(201).send({ id, url, expiresAt });
+    },
+  );
+
+  app.get(
+    '/api/media/:id/links',
+    {
+      schema: {
+        tags,
+        security,
+        summary: "The item's live (unexpired, unrevoked) signed links, newest first",
+        params: IdParams,
+        response: { 200: Type.Object({ items: Type.Array(Link) }), ...errors(401, 404) },
+      },
+    },
+    async (request) => {
+      const links = await deps.media.listLinks(callerOf(request), request.params.id);
+      return { items: links.map(linkJson) };
+    },
+  );
+
+  app.delete(
+    '/api/media/:id/links/:linkId',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Revoke a signed link: refused (401) from then on, on every instance within a second',
+        params: Type.Object({
+          id: Type.String({ minLength: 1, maxLength: 64 }),
+          linkId: Type.String({ minLength: 1, maxLength: 64 }),
+        }),
+        response: { 204: Type.Null(), ...errors(401, 404) },
+      },
+    },
+    async (request, reply) => {
+      await deps.media.revokeLink(callerOf(request), request.params.id, request.params.linkId);
+      return reply.code(204).send(null);
     },
   );
 }

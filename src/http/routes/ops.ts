@@ -2,29 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Metrics } from '../../metrics.ts';
+import type { Readiness } from '../../util/readiness.ts';
 
-export type Check = () => Promise<'ok' | 'off'>;
+export type { Check } from '../../util/readiness.ts';
 
 export interface OpsDeps {
   metrics: Metrics;
-  /** Named readiness checks; a check that throws (or takes too long) fails readiness. */
-  checks: Record<string, Check>;
-}
-
-const CHECK_TIMEOUT_MS = 3000;
-
-async function runCheck(check: Check): Promise<'ok' | 'off' | 'fail'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'fail'>((resolve) => {
-    timer = setTimeout(() => resolve('fail'), CHECK_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([check(), timeout]);
-  } catch {
-    return 'fail';
-  } finally {
-    clearTimeout(timer);
-  }
+  /** Named readiness checks, run at most once a second however often /readyz is called. */
+  readiness: Readiness;
 }
 
 export async function opsRoutes(base: FastifyInstance, deps: OpsDeps): Promise<void> {
@@ -51,10 +36,7 @@ export async function opsRoutes(base: FastifyInstance, deps: OpsDeps): Promise<v
       },
     },
     async (request, reply) => {
-      const names = Object.keys(deps.checks);
-      const results = await Promise.all(names.map((n) => runCheck(deps.checks[n]!)));
-      const checks = Object.fromEntries(names.map((n, i) => [n, results[i]!]));
-      const ok = results.every((r) => r !== 'fail');
+      const { checks, ok } = await deps.readiness.current();
       if (!ok) request.log.warn({ checks }, 'not ready');
       return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'fail', checks });
     },

@@ -2,6 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as argon2 from '@node-rs/argon2';
+import type { Algorithm } from '@node-rs/argon2';
 import { describe, expect, it } from 'vitest';
 import { hashScheme, isUsableHash, OWASP_ARGON2ID_MIN, PasswordHasher } from '../../../src/auth/passwords.ts';
 import { parseUsersFile } from '../../../src/auth/user-file.ts';
@@ -65,6 +67,56 @@ describe('PasswordHasher', () => {
     expect(await hasher.verify(users.get('bob')!.hash, 'hunter2!x')).toBe(true);
     // Legacy hashes are flagged for replacement by argon2id.
     expect(hasher.needsRehash(alice.hash)).toBe(true);
+  });
+
+  it('spends on a bcrypt line at least the argon2id work an unknown user costs', async ({ skip }) => {
+    skip(!htpasswdAvailable, NO_HTPASSWD);
+    // Measured by the work done, not by the clock: a cheap bcrypt line ($2y$05$, htpasswd's
+    // default cost) alone would answer several times faster than the unknown-user verification.
+    const out = execFileSync('htpasswd', ['-B', '-C', '5', '-n', '-b', 'alice', 'secretpw1'], {
+      encoding: 'utf8',
+    });
+    const bcryptHash = out.trim().split(':')[1]!;
+    const argonHash = await hasher.hash('secretpw1');
+    const work = async (fn: () => Promise<boolean>) => {
+      const before = hasher.stats;
+      const result = await fn();
+      const after = hasher.stats;
+      return {
+        result,
+        argon2id: after.argon2idVerifications - before.argon2idVerifications,
+        bcrypt: after.bcryptVerifications - before.bcryptVerifications,
+      };
+    };
+    expect(await work(() => hasher.verify(bcryptHash, 'wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 1,
+      bcrypt: 1,
+    });
+    expect(await work(() => hasher.verify(bcryptHash, 'secretpw1'))).toMatchObject({ result: true });
+    expect(await work(() => hasher.verifyDummy('wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 1,
+      bcrypt: 0,
+    });
+    expect(await work(() => hasher.verify(argonHash, 'wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 1,
+      bcrypt: 0,
+    });
+    // An argon2id line cheaper than today's parameters is topped up the same way.
+    const cheap = await argon2.hash('secretpw1', { algorithm: 2 as Algorithm, memoryCost: 64, timeCost: 1 });
+    expect(await work(() => hasher.verify(cheap, 'wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 2,
+      bcrypt: 0,
+    });
+    expect(await work(() => hasher.verify(cheap, 'secretpw1'))).toMatchObject({ result: true });
+    expect(await work(() => hasher.verify('$apr1$x$y', 'wrong-pw-1'))).toEqual({
+      result: false,
+      argon2id: 1,
+      bcrypt: 0,
+    });
   });
 
   it('never verifies $apr1$, {SHA}, crypt, plaintext or weak argon2 variants', async () => {

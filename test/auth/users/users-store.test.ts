@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PasswordHasher } from '../../../src/auth/passwords.ts';
+import { rehashMarker } from '../../../src/auth/user-file.ts';
 import { UsersFileParseError } from '../../../src/auth/users-file-io.ts';
 import { UsersStore } from '../../../src/auth/users-store.ts';
 import type { UsersChange, UsersStoreOptions } from '../../../src/auth/users-store.ts';
@@ -88,6 +89,7 @@ describe('UsersStore', () => {
       removed: [],
       credentialsChanged: [],
       rolesChanged: ['alice'],
+      rehashed: [],
     });
     expect(store.get('alice')?.roles).toEqual(['admin']);
     expect(store.get('bob')?.hash).toBe(H2);
@@ -105,7 +107,13 @@ describe('UsersStore', () => {
     const { file, store } = await setup(`alice:${H1}\nbob:${H2}\n`);
     const change = nextChange(store);
     replace(file, `alice:${H2}\nbob:${H2}\n`);
-    expect(await change).toEqual({ added: [], removed: [], credentialsChanged: ['alice'], rolesChanged: [] });
+    expect(await change).toEqual({
+      added: [],
+      removed: [],
+      credentialsChanged: ['alice'],
+      rolesChanged: [],
+      rehashed: [],
+    });
     expect(store.get('alice')?.hash).toBe(H2);
   });
 
@@ -194,6 +202,79 @@ describe('UsersStore', () => {
     const warning = logs.find((l) => /unsupported password hash/.test(l.msg));
     expect(warning?.username).toBe('alice');
     expect(JSON.stringify(logs)).not.toContain('W6ph5Mm5Pz8');
+  });
+});
+
+describe('UsersStore.upgradeHash', () => {
+  const H3 = '$argon2id$v=19$m=19456,t=2,p=1$dGhpcmRzYWx0dGhpcmQ$dGhpcmRoYXNodGhpcmRoYXNodGhpcmRoYXNodGhpcmQ';
+
+  it('rewrites one line, keeping its roles and the other lines byte for byte', async () => {
+    const others = `# team\n  bob:${H2}  # keep this spacing\n\ncarol:${H1}:user,admin\n`;
+    const { file, store } = await setup(`alice:${H1}:admin\n${others}`);
+    const change = nextChange(store);
+    await store.upgradeHash('alice', H1, () => Promise.resolve(H3));
+    const text = readFileSync(file, 'utf8');
+    expect(text).toBe(`alice:${H3}:admin # rehash-of:${rehashMarker(H1)}\n${others}`);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(await change).toEqual({
+      added: [],
+      removed: [],
+      credentialsChanged: [],
+      rolesChanged: [],
+      rehashed: ['alice'],
+    });
+    expect(store.get('alice')).toMatchObject({ hash: H3, roles: ['admin'] });
+  });
+
+  it('is told apart from a new password by every store following the file', async () => {
+    const { file, store } = await setup(`alice:${H1}\nbob:${H2}\n`);
+    // A second instance following the same file sees the rehash as a rehash too.
+    const logger = pino({ level: 'silent' });
+    const other = await UsersStore.open(file, logger, { pollIntervalMs: 200, debounceMs: 30 });
+    open.push(other);
+    const seen = nextChange(other);
+    await store.upgradeHash('alice', H1, () => Promise.resolve(H3));
+    expect(await seen).toMatchObject({ rehashed: ['alice'], credentialsChanged: [] });
+
+    // Another hash under the old marker is a new password: the marker names the hash it replaced.
+    const edited = nextChange(other);
+    replace(file, `alice:${H2} # rehash-of:${rehashMarker(H1)}\nbob:${H2}\n`);
+    expect(await edited).toMatchObject({ rehashed: [], credentialsChanged: ['alice'] });
+    // A file put back to the line a rehash replaced holds the same password: not a change either.
+    const rehashed = nextChange(other);
+    await store.upgradeHash('alice', H2, () => Promise.resolve(H3));
+    expect(await rehashed).toMatchObject({ rehashed: ['alice'], credentialsChanged: [] });
+    const putBack = nextChange(other);
+    replace(file, `alice:${H2}\nbob:${H2}\n`);
+    expect(await putBack).toMatchObject({ rehashed: ['alice'], credentialsChanged: [] });
+    // So is a bare new hash, and a hash change of a line that was never rehashed.
+    const again = nextChange(other);
+    replace(file, `alice:${H1}\nbob:${H3} # rehash-of:0123456789abcdef\n`);
+    expect(await again).toMatchObject({ rehashed: [], credentialsChanged: ['alice', 'bob'] });
+  });
+
+  it('writes nothing when the line changed since the login, or the user is gone', async () => {
+    const content = `alice:${H2}\n`;
+    const { file, store } = await setup(content);
+    let computed = 0;
+    const rehash = () => {
+      computed++;
+      return Promise.resolve(H3);
+    };
+    await store.upgradeHash('alice', H1, rehash);
+    await store.upgradeHash('nobody', H1, rehash);
+    expect(readFileSync(file, 'utf8')).toBe(content);
+    expect(computed).toBe(2);
+  });
+
+  it('logs a failure without the hash and leaves the file as it was', async () => {
+    const content = `alice:${H1}\n`;
+    const { file, store, logs } = await setup(content);
+    await store.upgradeHash('alice', H1, () => Promise.reject(new Error('hasher busy')));
+    expect(readFileSync(file, 'utf8')).toBe(content);
+    const warning = logs.find((l) => l.msg.includes('could not upgrade a password hash'));
+    expect(warning).toMatchObject({ username: 'alice' });
+    expect(JSON.stringify(logs)).not.toContain(H1);
   });
 });
 
