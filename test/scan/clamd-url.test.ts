@@ -42,6 +42,11 @@ describe('parseClamdUrl', () => {
     expect(() => parseClamdUrl(url)).toThrow(/Invalid clamd URL.*tcp:\/\/HOST:PORT or unix:/);
   });
 
+  test('a refused address with credentials is not echoed with them', () => {
+    expect(() => parseClamdUrl('tcp://scanner:hunter2@clamd:3310')).toThrow(/"tcp:\/\/…@clamd:3310"/);
+    expect(() => parseClamdUrl('tcp://scanner:hunter2@clamd:3310')).not.toThrow(/hunter2/);
+  });
+
   test('the scanner refuses a bad URL at construction, not at the first upload', () => {
     expect(() => new ClamdScanner({ url: 'clamd:3310' })).toThrow(/Invalid clamd URL/);
   });
