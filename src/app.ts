@@ -3,12 +3,15 @@ import rateLimit from '@fastify/rate-limit';
 import type { Logger } from 'pino';
 import type { Services } from './services.ts';
 import { AppError } from './errors.ts';
-import { handleFrameworkError, installErrorHandling } from './http/error-handler.ts';
+import { handleClientError, handleFrameworkError, installErrorHandling } from './http/error-handler.ts';
 import { installValidators } from './http/validation.ts';
 import { registerSecurity, requestId } from './http/plugins/security.ts';
 import { registerMetrics } from './http/plugins/metrics.ts';
 import { registerDocs } from './http/plugins/docs.ts';
-import { authenticateHook } from './http/plugins/authenticate.ts';
+import { registerTimeouts, timeoutServerOptions } from './http/plugins/timeouts.ts';
+import { registerAnonymousLimit } from './http/plugins/anonymous-limit.ts';
+import { presentsMetricsToken, registerMetricsToken } from './http/plugins/metrics-token.ts';
+import { authenticateHook, identify } from './http/plugins/authenticate.ts';
 import { publicAuthRoutes, sessionRoutes } from './http/routes/auth.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { opsRoutes } from './http/routes/ops.ts';
@@ -33,7 +36,10 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   const { config } = services;
   // Typed as Fastify's logger interface so the instance type stays the default one.
   const baseLogger: FastifyBaseLogger = logger;
+  const timeouts = { idleMs: config.idleTimeout * 1000, bodyMs: config.bodyTimeout * 1000 };
   const app = Fastify({
+    ...timeoutServerOptions(timeouts),
+    clientErrorHandler: handleClientError,
     loggerInstance: baseLogger,
     genReqId: (req) => requestId(req.headers['x-request-id']),
     trustProxy: config.trustProxy ?? false,
@@ -52,6 +58,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
   app.removeContentTypeParser('text/plain');
   installValidators(app);
   installErrorHandling(app);
+  registerTimeouts(app, timeouts);
   await registerSecurity(app, config);
   registerMetrics(app, services.metrics);
   await registerDocs(app);
@@ -64,6 +71,18 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     throttle: services.loginThrottle,
     metrics: services.metrics,
   };
+
+  registerAnonymousLimit(app, {
+    counters: services.counters,
+    perMinute: config.anonRateLimit,
+    hasValidCredential: async (request) =>
+      presentsMetricsToken(request, config.metricsToken) ||
+      identify(authDeps, request.headers.authorization).then(
+        () => true,
+        () => false,
+      ),
+  });
+  registerMetricsToken(app, config.metricsToken);
 
   await app.register(async (open) => {
     await opsRoutes(open, { metrics: services.metrics, readiness: services.readiness });

@@ -61,6 +61,17 @@ export interface Config {
    * before it counts as failed, so that an unreachable dependency is answered with 503 in time.
    */
   dependencyTimeoutMs: number;
+  /**
+   * Seconds a connection may stay silent while the server waits for the client (headers, a body
+   * that stops arriving, an idle keep-alive connection); then 408 and close.
+   */
+  idleTimeout: number;
+  /** Seconds for the headers to arrive, and again for a small (non-upload) body; then 408 and close. */
+  bodyTimeout: number;
+  /** Requests per minute per client address for everything that is not a signed-in user's; 0 is off. */
+  anonRateLimit: number;
+  /** When set, GET /metrics requires `Authorization: Bearer <this>`. */
+  metricsToken: string | undefined;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -231,6 +242,13 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   }
 
   const quota = int('STOWAGE_QUOTA_BYTES', 0, 0);
+  // An RFC 6750 b64token, long enough not to be guessed: it guards the metrics of the whole server.
+  const metricsToken = get('STOWAGE_METRICS_TOKEN');
+  if (metricsToken !== undefined && !/^[A-Za-z0-9._~+/-]{16,}=*$/.test(metricsToken)) {
+    problems.push(
+      'STOWAGE_METRICS_TOKEN: must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / (e.g. openssl rand -hex 32)',
+    );
+  }
   const config: Config = {
     host,
     port: int('STOWAGE_PORT', 8080, 0, 65535),
@@ -268,6 +286,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     sessionsPerUser: int('STOWAGE_SESSIONS_PER_USER', 50, 1, 100_000),
     sessionMaxAge: int('STOWAGE_SESSION_MAX_AGE', 2_592_000, 60, 315_360_000),
     dependencyTimeoutMs: int('STOWAGE_DEPENDENCY_TIMEOUT_MS', 2000, 100, 60_000),
+    idleTimeout: int('STOWAGE_IDLE_TIMEOUT', 60, 1, 3600),
+    bodyTimeout: int('STOWAGE_BODY_TIMEOUT', 30, 1, 3600),
+    anonRateLimit: int('STOWAGE_ANON_RATE_LIMIT_PER_MINUTE', 3000, 0),
+    metricsToken,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

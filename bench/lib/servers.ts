@@ -98,6 +98,8 @@ export async function startStowage(
     STOWAGE_LOG_LEVEL: 'warn',
     // Off: the per-user request limit would cap every load test at its own rate.
     STOWAGE_RATE_LIMIT_PER_MINUTE: '0',
+    // Off too: every load client is 127.0.0.1, and the login storm would use up its anonymous budget.
+    STOWAGE_ANON_RATE_LIMIT_PER_MINUTE: '0',
     STOWAGE_LOGIN_ADDRESS_LIMIT: '1000000000',
     STOWAGE_MAX_UPLOAD_BYTES: String(5 * GiB),
     STOWAGE_ACCESS_TOKEN_TTL: '86400',

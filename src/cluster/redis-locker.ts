@@ -96,7 +96,9 @@ class LockHub {
   }
 
   async #subscribe(): Promise<Redis> {
-    const subscriber = this.redis.duplicate();
+    // A new connection is not up yet when SUBSCRIBE is sent: it waits in the offline queue (the
+    // main client may run without one, to fail fast), bounded by answered() like every call here.
+    const subscriber = this.redis.duplicate({ enableOfflineQueue: true });
     // The main client reports connection problems; this one reconnects and resubscribes by itself.
     subscriber.on('error', () => undefined);
     subscriber.on('message', (_channel: string, text: string) => this.#onMessage(text));

@@ -1,3 +1,6 @@
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, errorBody, type ErrorCode, isAppError } from '../errors.ts';
 import { LimiterFullError } from '../util/limiter.ts';
@@ -16,7 +19,11 @@ interface ValidationIssue {
  */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    const appError = toAppError(error);
+    // A request cut off by a timeout fails in its route as a broken body stream would; what the
+    // client got (if anything) was the 408, so that is what this request ended with.
+    const appError = timedOut.has(request)
+      ? new AppError('REQUEST_TIMEOUT', undefined, { cause: error })
+      : toAppError(error);
     if (appError.code === 'INSUFFICIENT_STORAGE') {
       // The operator's problem, not the client's: said at error level, with the system's error.
       request.log.error({ err: appError.cause ?? error }, 'storage is full: request refused with 507');
@@ -46,6 +53,58 @@ export function handleFrameworkError(error: unknown, request: FastifyRequest, re
     .header('X-Request-Id', request.id)
     .header('Cache-Control', 'no-store');
   void sendError(reply, toAppError(error));
+}
+
+const timedOut = new WeakSet<FastifyRequest>();
+
+/** Records that a request was cut off by a timeout (plugins/timeouts.ts). */
+export function markTimedOut(request: FastifyRequest): void {
+  timedOut.add(request);
+}
+
+/**
+ * A whole HTTP/1.1 error response in the contract's shape, for a connection that has no Fastify
+ * reply to send it with (a request not yet parsed, or one cut off by a timeout). It closes the
+ * connection: what follows on it cannot be trusted to start at a request boundary.
+ */
+export function rawErrorResponse(error: AppError, requestId: string = crypto.randomUUID()): string {
+  const body = JSON.stringify(errorBody(error));
+  return [
+    `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? 'Error'}`,
+    `Date: ${new Date().toUTCString()}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+    'Cache-Control: no-store',
+    'X-Content-Type-Options: nosniff',
+    `X-Request-Id: ${requestId}`,
+    '',
+    body,
+  ].join('\r\n');
+}
+
+/**
+ * For Fastify's `clientErrorHandler`: errors of a connection before a request could be parsed
+ * (headers past `headersTimeout`, unparsable or oversized headers). Fastify's default answers
+ * in its own shape; this answers in the contract's, then closes the connection as Node does.
+ */
+export function handleClientError(this: FastifyInstance, error: Error, socket: Socket): void {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ECONNRESET' || socket.destroyed) return;
+  this.log.debug({ err: error }, 'client connection error');
+  // Node's own rule: no answer once a response on this connection has begun (it would corrupt it).
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  // A connection that never sent a byte gets no answer, only closed: there was no request.
+  if (socket.writable && !inFlight?.headersSent && socket.bytesRead > 0) {
+    const answer =
+      code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new AppError('REQUEST_TIMEOUT', 'The request headers did not arrive in time.')
+        : code === 'HPE_HEADER_OVERFLOW'
+          ? new AppError('BAD_REQUEST', 'The request headers are too large.')
+          : new AppError('BAD_REQUEST', 'The request is malformed.');
+    socket.write(rawErrorResponse(answer));
+  }
+  socket.destroy(error);
 }
 
 export function sendError(reply: FastifyReply, error: AppError): FastifyReply {

@@ -18,6 +18,7 @@ export const REDIS_DB = {
   locker: 5,
   uploadLockHandover: 6,
   revocation: 3,
+  anonymousLimit: 14,
 } as const;
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */

@@ -253,3 +253,49 @@ describe('STOWAGE_DEPENDENCY_TIMEOUT_MS', () => {
     expectRefused({ STOWAGE_DEPENDENCY_TIMEOUT_MS: value }, 'STOWAGE_DEPENDENCY_TIMEOUT_MS');
   });
 });
+
+describe('request timeouts (STOWAGE_IDLE_TIMEOUT, STOWAGE_BODY_TIMEOUT)', () => {
+  it('default to 60 s idle and 30 s for headers and small bodies', () => {
+    expect(loadConfig({}, CWD)).toMatchObject({ idleTimeout: 60, bodyTimeout: 30 });
+  });
+
+  it('read whole seconds', () => {
+    expect(loadConfig({ STOWAGE_IDLE_TIMEOUT: '5', STOWAGE_BODY_TIMEOUT: '2' }, CWD)).toMatchObject({
+      idleTimeout: 5,
+      bodyTimeout: 2,
+    });
+  });
+
+  it.each(['0', '-1', '1.5', '30s', '3601'])('refuse %s', (value) => {
+    expectRefused({ STOWAGE_IDLE_TIMEOUT: value }, 'STOWAGE_IDLE_TIMEOUT');
+    expectRefused({ STOWAGE_BODY_TIMEOUT: value }, 'STOWAGE_BODY_TIMEOUT');
+  });
+});
+
+describe('anonymous rate limit and metrics token', () => {
+  it('default to 3000 anonymous requests a minute per address and public metrics', () => {
+    expect(loadConfig({}, CWD)).toMatchObject({ anonRateLimit: 3000, metricsToken: undefined });
+  });
+
+  it('read a limit (0 turns it off) and a token', () => {
+    const token = 'f0e1d2c3b4a5968778695a4b3c2d1e0f';
+    expect(
+      loadConfig({ STOWAGE_ANON_RATE_LIMIT_PER_MINUTE: '0', STOWAGE_METRICS_TOKEN: token }, CWD),
+    ).toMatchObject({ anonRateLimit: 0, metricsToken: token });
+    expect(loadConfig({ STOWAGE_ANON_RATE_LIMIT_PER_MINUTE: '120' }, CWD).anonRateLimit).toBe(120);
+  });
+
+  it.each(['-1', 'lots', '60/min'])('refuse STOWAGE_ANON_RATE_LIMIT_PER_MINUTE=%s', (value) => {
+    expectRefused({ STOWAGE_ANON_RATE_LIMIT_PER_MINUTE: value }, 'STOWAGE_ANON_RATE_LIMIT_PER_MINUTE');
+  });
+
+  it.each([
+    'short',
+    'has spaces in the middle of it',
+    'quote"d-but-long-enough',
+    'ünïcode-token-long-enough',
+  ])('refuse STOWAGE_METRICS_TOKEN=%s, without echoing it', (value) => {
+    expectRefused({ STOWAGE_METRICS_TOKEN: value }, 'STOWAGE_METRICS_TOKEN');
+    expect(problems({ STOWAGE_METRICS_TOKEN: value })[0]).not.toContain(value);
+  });
+});
