@@ -1,5 +1,6 @@
 import path from 'node:path';
 import net from 'node:net';
+import { parseClamdUrl } from './scan/clamd.ts';
 
 /**
  * Configuration is read from the environment once, at start, and passed down as this typed object;
@@ -205,10 +206,13 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     problems.push('STOWAGE_REDIS_URL: must start with redis:// or rediss://');
   }
   const clamd = get('STOWAGE_CLAMD');
-  const clamdPort = /^tcp:\/\/[^/:]+:(\d{1,5})\/?$/.exec(clamd ?? '')?.[1];
-  const clamdOk = clamdPort !== undefined ? Number(clamdPort) <= 65535 : /^unix:.+$/.test(clamd ?? '');
-  if (clamd !== undefined && !clamdOk) {
-    problems.push('STOWAGE_CLAMD: must be tcp://HOST:PORT or unix:/path/to/clamd.sock');
+  if (clamd !== undefined) {
+    // The scanner's own parser: what starts is exactly what the scanner can connect to.
+    try {
+      parseClamdUrl(clamd);
+    } catch (error) {
+      problems.push(`STOWAGE_CLAMD: ${(error as Error).message}`);
+    }
   }
 
   const allowedTypes =

@@ -1,4 +1,3 @@
-import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -29,7 +28,8 @@ import { MediaService } from './media/media-service.ts';
 import { TypePolicy } from './media/file-types.ts';
 import { Signer } from './media/signing.ts';
 import { loadHmacKey } from './auth/keys.ts';
-import { Sweeper } from './media/sweeper.ts';
+import { Sweeper, type SweepScheduler } from './media/sweeper.ts';
+import { ScratchLease } from './storage/scratch.ts';
 import { TusUploads } from './http/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
 import { createTusStore } from './storage/tus-store.ts';
@@ -70,6 +70,8 @@ export interface Services {
 export interface ServiceOptions {
   /** The time source of time-dependent parts (tests pass a ManualClock). */
   clock?: Clock;
+  /** When the sweeper's periodic pass runs (tests fire it by hand). */
+  sweepScheduler?: SweepScheduler;
 }
 
 export async function createServices(
@@ -163,9 +165,13 @@ export async function createServices(
 
     const tokens = new AccessTokens(await loadSigningKey(config.jwtKeyFile), config.accessTokenTtl);
     const metrics = new Metrics();
-    const spoolDir = path.join(config.dataDir, 'tmp');
-    await fs.mkdir(spoolDir, { recursive: true, mode: 0o700 });
-    const storage = await createBlobStore(config.storage);
+    // Several instances may share the data directory: each keeps its unfinished writes and spool
+    // files in folders of its own, so that no start-up sweep removes another's work in progress.
+    const scratch = await ScratchLease.acquire(path.join(config.dataDir, 'instances'));
+    closers.push(() => scratch.release());
+    const spoolRoot = path.join(config.dataDir, 'tmp');
+    const spoolDir = await scratch.area(spoolRoot);
+    const storage = await createBlobStore(config.storage, scratch);
     closers.push(() => Promise.resolve(storage.close?.()));
     const scanner: Scanner = config.clamd ? new ClamdScanner({ url: config.clamd }) : new DisabledScanner();
     const images = await ImageProcessor.create({
@@ -213,12 +219,12 @@ export async function createServices(
       storage,
       repo,
       sessions,
-      spoolDir,
+      scratch,
+      spoolRoot,
       logger,
       tus,
-      // Local disk belongs to this process alone, so at start any unfinished write is a crash
-      // leftover; a bucket is shared with other instances whose uploads may be in flight.
-      startupIncompleteAgeMs: config.storage.kind === 's3' ? 24 * 3_600_000 : 0,
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.sweepScheduler ? { scheduler: options.sweepScheduler } : {}),
     });
     sweeper.start();
     closers.push(() => sweeper.stop());

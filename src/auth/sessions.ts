@@ -263,8 +263,8 @@ export class SessionService {
   }
 
   /** Deletes sessions and refresh tokens that ended long ago, keeping the tables small. */
-  async purgeExpired(olderThanMs = 7 * 86_400_000): Promise<void> {
-    const cutoff = this.#opts.clock.now() - olderThanMs;
+  async purgeExpired(olderThanMs = 7 * 86_400_000, now = this.#opts.clock.now()): Promise<void> {
+    const cutoff = now - olderThanMs;
     const dead = this.#db
       .selectFrom('sessions')
       .select('id')

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, errorBody, type ErrorCode, isAppError } from '../errors.ts';
 import { LimiterFullError } from '../util/limiter.ts';
+import { BlobNotFoundError, isStorageFull } from '../storage/blob-store.ts';
 import { asDependencyUnavailable } from '../util/dependency-failure.ts';
 
 interface ValidationIssue {
@@ -23,7 +24,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     const appError = timedOut.has(request)
       ? new AppError('REQUEST_TIMEOUT', undefined, { cause: error })
       : toAppError(error);
-    if (
+    if (appError.code === 'INSUFFICIENT_STORAGE') {
+      // The operator's problem, not the client's: said at error level, with the system's error.
+      request.log.error({ err: appError.cause ?? error }, 'storage is full: request refused with 507');
+    } else if (
       appError.status >= 500 &&
       appError.code !== 'SCANNER_UNAVAILABLE' &&
       appError.code !== 'UNAVAILABLE'
@@ -118,6 +122,10 @@ export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
 
 export function toAppError(error: unknown): AppError {
   if (isAppError(error)) return error;
+  // A blob deleted between finding its item and opening it: the item is gone, not broken.
+  if (error instanceof BlobNotFoundError)
+    return new AppError('NOT_FOUND', 'No such media item.', { cause: error });
+  if (isStorageFull(error)) return new AppError('INSUFFICIENT_STORAGE', undefined, { cause: error });
   // The database or Redis down, unreachable or timing out: 503 with Retry-After, never a 500.
   const unavailable = asDependencyUnavailable(error);
   if (unavailable) return unavailable;

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { BlobStore } from '../storage/blob-store.ts';
+import { BlobNotFoundError, type BlobStore } from '../storage/blob-store.ts';
 import { AppError } from '../errors.ts';
 import {
   decideRange,
@@ -111,7 +111,11 @@ export async function serveBlob(
     void reply.code(206).header('Content-Range', `bytes ${start}-${end}/${size}`);
   }
   void reply.header('Content-Length', String(end - start + 1));
-  if (request.method === 'HEAD') return reply.send();
+  if (request.method === 'HEAD') {
+    // No body to open, so ask: a blob deleted under its item is a 404, as it is for GET.
+    if (!bytes && !(await store.stat(key))) throw new BlobNotFoundError(key);
+    return reply.send();
+  }
   if (bytes) return reply.send(bytes.subarray(start, end + 1));
   const stream = await store.read(key, range.kind === 'partial' ? { start, end } : undefined);
   return reply.send(stream);

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore, BlobWriter } from '../storage/blob-store.ts';
+import { isStorageFull, type BlobStore, type BlobWriter } from '../storage/blob-store.ts';
 import { AdoptingWriter } from '../storage/adopting-writer.ts';
 import type { Scanner, ScanSession } from '../scan/scanner.ts';
 import type { ImageProcessor } from '../images/image-processor.ts';
@@ -203,12 +203,16 @@ export class Ingest {
 }
 
 /**
- * Client disconnects and stream errors become contract errors; our own errors pass through.
+ * Client disconnects and stream errors become contract errors; our own errors pass through. A full
+ * disk (or quota, or file size limit) is 507, whichever write hit it: the blob, the spool, a copy.
  * `sourceError` is what the incoming stream itself failed with, if it did: a body that was cut off
  * or is malformed (e.g. multipart data ending without its closing boundary) is a bad request.
  */
 function asUploadError(error: unknown, sourceError?: unknown): AppError {
   if (isAppError(error)) return error;
+  // Checked first: a write that fails for lack of room also fails the incoming stream (the
+  // pipeline destroys it with the same error), but the disk is full, not the body malformed.
+  if (isStorageFull(error)) return new AppError('INSUFFICIENT_STORAGE', undefined, { cause: error });
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'FST_REQ_FILE_TOO_LARGE')
     return new AppError('PAYLOAD_TOO_LARGE', undefined, { cause: error });

@@ -145,8 +145,8 @@ export class MediaRepo {
     await this.#db.deleteFrom('reservations').where('id', '=', reservationId).execute();
   }
 
-  async purgeExpiredReservations(): Promise<void> {
-    await this.#db.deleteFrom('reservations').where('expires_at', '<=', Date.now()).execute();
+  async purgeExpiredReservations(now = Date.now()): Promise<void> {
+    await this.#db.deleteFrom('reservations').where('expires_at', '<=', now).execute();
   }
 
   /** What the user has stored (GET /api/users/me). */

@@ -1,108 +1,203 @@
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../storage/blob-store.ts';
+import type { ScratchLease } from '../storage/scratch.ts';
 import type { SessionService } from '../auth/sessions.ts';
-import type { MediaRepo } from './media-repo.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
+import type { MediaRepo } from './media-repo.ts';
 import { thumbnailPrefix } from './media-service.ts';
 
 export interface SweeperDeps {
   storage: BlobStore;
   repo: MediaRepo;
   sessions: SessionService;
-  spoolDir: string;
+  /** Scratch space of the instances sharing the data directory (spool files, decoder temp dirs). */
+  scratch: ScratchLease;
+  /** The spool directory's parent: each instance spools into its own folder under it. */
+  spoolRoot: string;
   logger: Logger;
   /** Expired resumable uploads. */
   tus?: { sweepExpired(): Promise<number> };
-  /** Unfinished writes older than this are crash leftovers at start (0: none can be in flight). */
-  startupIncompleteAgeMs?: number;
-  /** What the ages of leftovers are measured against; default the system clock. */
   clock?: Clock;
+  /** Runs the periodic pass; the default is an unref'd setInterval. Tests drive it themselves. */
+  scheduler?: SweepScheduler;
+  /** Time between periodic passes; default one hour. */
+  intervalMs?: number;
 }
+
+/** One pass of the sweeper, as each step sees it. */
+export interface SweepPass {
+  /** When the pass began, by the sweeper's clock; every age is counted from here. */
+  now: number;
+  /** Unfinished work (writes, spool files) older than this is left over from a failure. */
+  incompleteAgeMs: number;
+  /** The pass at start (true) or a periodic one. */
+  atStart: boolean;
+}
+
+/** A named piece of cleanup; returns how many things it removed, when it knows. */
+export interface SweepStep {
+  name: string;
+  run(pass: SweepPass): Promise<number | void>;
+}
+
+/** Calls `tick` every `everyMs` until stopped. */
+export type SweepScheduler = (tick: () => Promise<void>, everyMs: number) => { stop(): void };
+
+export const intervalScheduler: SweepScheduler = (tick, everyMs) => {
+  const timer = setInterval(() => void tick(), everyMs);
+  // The sweeper never keeps the process alive by itself.
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+};
 
 const HOUR = 3_600_000;
 const BATCH = 500;
+/**
+ * An unfinished write or spool file that has not changed for a day belongs to no upload: a write
+ * in progress changes its file with every chunk, and request timeouts end a stalled one long
+ * before. (Scratch of an instance known to be dead is removed at once, whatever its age.)
+ */
+export const INCOMPLETE_AGE_MS = 24 * HOUR;
+/** A committed blob without a row is an orphan only once no upload can still be inserting it. */
+const ORPHAN_AGE_MS = HOUR;
+/** Ended sessions are kept this long (for the session list and reuse detection), then purged. */
+const ENDED_SESSION_AGE_MS = 7 * 24 * HOUR;
 
 /**
  * Removes what a crash or a failed cleanup can leave behind: unfinished writes, blobs and
- * renditions without a row, spool files, expired reservations and long-dead sessions. Runs at
- * start and then hourly; a failed pass is logged and retried next time, never fatal.
+ * renditions without a row, spool files, expired resumable uploads and reservations, long-ended
+ * sessions. Runs at start and then every `intervalMs`, one pass at a time. Each step runs on its
+ * own: one that fails is logged and retried next pass, and the others still run. More steps are
+ * added with addStep() (e.g. by the composition root), not by editing the pass.
  */
 export class Sweeper {
   readonly #deps: SweeperDeps;
   readonly #clock: Clock;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #steps: SweepStep[];
+  #schedule: { stop(): void } | undefined;
   #running: Promise<void> | undefined;
+  #stopped = false;
 
   constructor(deps: SweeperDeps) {
     this.#deps = deps;
     this.#clock = deps.clock ?? systemClock;
-  }
-
-  start(): void {
-    this.#running = this.sweep(this.#deps.startupIncompleteAgeMs ?? 0);
-    this.#timer = setInterval(() => {
-      this.#running ??= this.sweep(24 * HOUR).finally(() => (this.#running = undefined));
-    }, HOUR);
-    this.#timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await this.#running;
-  }
-
-  /** Removes leftovers older than `incompleteAgeMs`, counted from when this pass starts. */
-  async sweep(incompleteAgeMs: number): Promise<void> {
-    const { logger, storage } = this.#deps;
-    // Fixed now: an upload that begins while this pass runs is never older than the cutoff.
-    const now = this.#clock.now();
-    const cutoff = now - incompleteAgeMs;
-    const steps: [string, () => Promise<unknown>][] = [
-      ['unfinished writes', () => this.#deps.storage.sweepIncomplete(incompleteAgeMs, now)],
-      [
-        'orphaned blobs',
-        () =>
+    const { storage, repo, sessions, scratch, spoolRoot, tus } = deps;
+    this.#steps = [
+      {
+        name: 'unfinished writes',
+        run: ({ now, incompleteAgeMs }) => storage.sweepIncomplete(incompleteAgeMs, now),
+      },
+      {
+        name: 'orphaned blobs',
+        run: ({ now }) =>
           this.#orphans(
+            now,
             'media/',
             (key) => key.split('/')[2],
             async (_id, keys) => {
               for (const key of keys) await storage.delete(key);
             },
           ),
-      ],
-      [
-        'orphaned renditions',
-        () =>
+      },
+      {
+        name: 'orphaned renditions',
+        run: ({ now }) =>
           this.#orphans(
+            now,
             'thumbs/',
             (key) => key.split('/')[1],
             (id) => storage.deletePrefix(thumbnailPrefix(id)),
           ),
-      ],
-      ['spool files', () => this.#spool(cutoff)],
-      ['expired resumable uploads', () => this.#deps.tus?.sweepExpired() ?? Promise.resolve()],
-      ['expired reservations', () => this.#deps.repo.purgeExpiredReservations()],
-      ['ended sessions', () => this.#deps.sessions.purgeExpired()],
-      ['expired links', () => this.#deps.repo.deleteExpiredLinks(Date.now())],
+      },
+      {
+        name: 'spool files',
+        run: ({ now, incompleteAgeMs }) => scratch.sweep(spoolRoot, now - incompleteAgeMs),
+      },
+      // After every scratch area was swept: an instance's record goes once its scratch is gone.
+      { name: 'records of stopped instances', run: () => scratch.pruneDead() },
+      { name: 'expired resumable uploads', run: async () => (tus ? tus.sweepExpired() : 0) },
+      { name: 'expired reservations', run: ({ now }) => repo.purgeExpiredReservations(now) },
+      { name: 'ended sessions', run: ({ now }) => sessions.purgeExpired(ENDED_SESSION_AGE_MS, now) },
+      { name: 'expired links', run: ({ now }) => repo.deleteExpiredLinks(now) },
     ];
-    for (const [what, step] of steps) {
-      try {
-        await step();
-      } catch (error) {
-        logger.warn({ err: error }, `sweeping ${what} failed; will retry`);
-      }
-    }
   }
 
-  /** Blobs under `prefix` older than an hour whose item id has no row. */
+  /** Adds a step to every later pass (after the built-in ones). */
+  addStep(step: SweepStep): void {
+    this.#steps.push(step);
+  }
+
+  /** Sweeps now (without waiting), then every `intervalMs`. */
+  start(): void {
+    void this.#run(true);
+    const scheduler = this.#deps.scheduler ?? intervalScheduler;
+    this.#schedule = scheduler(() => this.tick(), this.#deps.intervalMs ?? HOUR);
+  }
+
+  /**
+   * The periodic pass (what the timer calls): sweeps unless a pass is already running, and
+   * resolves when that pass is over.
+   */
+  tick(): Promise<void> {
+    return this.#run(false);
+  }
+
+  /** Resolves when no pass is running. */
+  async idle(): Promise<void> {
+    await this.#running;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#schedule?.stop();
+    await this.#running;
+  }
+
+  #run(atStart: boolean): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    // Cleared when the pass ends, whichever pass it was, so the next tick sweeps again.
+    const pass = (this.#running ??= this.sweep(INCOMPLETE_AGE_MS, atStart).then(() => {
+      this.#running = undefined;
+    }));
+    return pass;
+  }
+
+  /**
+   * One pass over every step, treating unfinished work older than `incompleteAgeMs` as left over;
+   * never throws. Returns what each step removed, or 'failed'.
+   */
+  async sweep(
+    incompleteAgeMs = INCOMPLETE_AGE_MS,
+    atStart = false,
+  ): Promise<Record<string, number | 'failed' | undefined>> {
+    const { logger } = this.#deps;
+    // One fixed now per pass: an upload that begins while the pass runs is never older than a cutoff.
+    const pass: SweepPass = { now: this.#clock.now(), incompleteAgeMs, atStart };
+    const outcome: Record<string, number | 'failed' | undefined> = {};
+    for (const step of [...this.#steps]) {
+      try {
+        const removed = await step.run(pass);
+        outcome[step.name] = removed ?? undefined;
+        if (typeof removed === 'number' && removed > 0) {
+          logger.info({ step: step.name, removed }, `swept ${step.name}`);
+        }
+      } catch (error) {
+        outcome[step.name] = 'failed';
+        logger.error({ err: error, step: step.name }, `sweeping ${step.name} failed; will retry next pass`);
+      }
+    }
+    return outcome;
+  }
+
+  /** Blobs under `prefix` older than ORPHAN_AGE_MS whose item id has no row. */
   async #orphans(
+    now: number,
     prefix: string,
     idOf: (key: string) => string | undefined,
     remove: (id: string, keys: string[]) => Promise<void>,
-  ): Promise<void> {
-    const cutoff = this.#clock.now() - HOUR;
+  ): Promise<number> {
+    const cutoff = now - ORPHAN_AGE_MS;
+    let removed = 0;
     let batch = new Map<string, string[]>();
     const flush = async () => {
       const alive = await this.#deps.repo.existing([...batch.keys()]);
@@ -110,6 +205,7 @@ export class Sweeper {
         if (alive.has(id)) continue;
         this.#deps.logger.info({ id, prefix }, 'removing orphaned blobs');
         await remove(id, keys);
+        removed++;
       }
       batch = new Map();
     };
@@ -120,14 +216,6 @@ export class Sweeper {
       if (batch.size >= BATCH) await flush();
     }
     if (batch.size > 0) await flush();
-  }
-
-  async #spool(cutoff: number): Promise<void> {
-    for (const name of await fs.readdir(this.#deps.spoolDir)) {
-      const file = path.join(this.#deps.spoolDir, name);
-      const stat = await fs.stat(file).catch(() => null);
-      // Image decoders keep temporary folders here too, hence recursive.
-      if (stat && stat.mtimeMs <= cutoff) await fs.rm(file, { recursive: true, force: true });
-    }
+    return removed;
   }
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore } from '../storage/blob-store.ts';
+import { BlobNotFoundError, type BlobStore } from '../storage/blob-store.ts';
 import type { ImageProcessor } from '../images/image-processor.ts';
 import type { ThumbnailFormat } from '../images/negotiate-format.ts';
 import { blobKey } from './ingest.ts';
@@ -104,7 +104,15 @@ export class Thumbnails {
         );
         file = spool;
       }
-      const bytes = await this.#images.thumbnail(file, item.mimeType, size, format);
+      const bytes = await this.#images
+        .thumbnail(file, item.mimeType, size, format)
+        .catch(async (error: unknown) => {
+          // The original deleted under the request (the item with it): 404 like content, not a 500.
+          if ((await this.#storage.stat(original).catch(() => undefined)) === null) {
+            throw new BlobNotFoundError(original);
+          }
+          throw error;
+        });
       const writer = this.#storage.createWriter(key);
       try {
         await pipeline(async function* () {

@@ -17,32 +17,45 @@ export interface ClamdScannerOptions {
 
 const USAGE = 'expected tcp://HOST:PORT or unix:/path/to/clamd.sock';
 
-/** Validates a clamd address; throws an Error naming the problem, for startup config checks. */
+/**
+ * The one parser of a clamd address (STOWAGE_CLAMD): the config check at start and the scanner
+ * both use it, so a value that starts the server is one the scanner can connect to. Throws an
+ * Error on one line naming the problem.
+ */
 export function parseClamdUrl(url: string): ClamdAddress {
   if (url.startsWith('unix:')) {
     const path = url.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
     if (!path.startsWith('/') || path.startsWith('//') || path.includes('\0')) {
-      throw new Error(`Invalid clamd URL "${url}": the socket path must be absolute (${USAGE})`);
+      throw new Error(`Invalid clamd URL "${shown(url)}": the socket path must be absolute (${USAGE})`);
     }
     return { kind: 'unix', path };
   }
-  if (!url.startsWith('tcp://')) throw new Error(`Invalid clamd URL "${url}": ${USAGE}`);
+  if (!url.startsWith('tcp://')) throw new Error(`Invalid clamd URL "${shown(url)}": ${USAGE}`);
+  // URL drops an empty query or fragment ("tcp://h:1?"); neither means anything to clamd.
+  if (/[?#]/.test(url)) {
+    throw new Error(`Invalid clamd URL "${shown(url)}": only a host and port are allowed (${USAGE})`);
+  }
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch (cause) {
-    throw new Error(`Invalid clamd URL "${url}": ${USAGE}`, { cause });
+    throw new Error(`Invalid clamd URL "${shown(url)}": ${USAGE}`, { cause });
   }
   const extra = parsed.username || parsed.password || parsed.search || parsed.hash;
   if (extra || (parsed.pathname !== '' && parsed.pathname !== '/')) {
-    throw new Error(`Invalid clamd URL "${url}": only a host and port are allowed (${USAGE})`);
+    throw new Error(`Invalid clamd URL "${shown(url)}": only a host and port are allowed (${USAGE})`);
   }
   const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(parsed.port);
   if (host === '' || parsed.port === '' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`Invalid clamd URL "${url}": a host and a port (1-65535) are required (${USAGE})`);
+    throw new Error(`Invalid clamd URL "${shown(url)}": a host and a port (1-65535) are required (${USAGE})`);
   }
   return { kind: 'tcp', host, port };
+}
+
+/** The address as it may appear in a message: credentials (which clamd never takes) left out. */
+function shown(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, '//…@');
 }
 
 /** Scans through a clamd daemon over its INSTREAM protocol; fails closed on anything unclear. */

@@ -22,8 +22,9 @@ export interface BlobStore {
   /** Every committed key under `prefix` with its last-modified time: used to find orphans. */
   list(prefix: string): AsyncIterable<{ key: string; lastModified: Date }>;
   /**
-   * Removes unfinished writes left by a crash that are older than `olderThanMs` at `now` (the
-   * caller's clock, in ms since the epoch; default the system's); returns how many.
+   * Removes unfinished writes left by a crash or a failed cleanup: those not changed for
+   * `olderThanMs` before `now` (default: the current time), and on local disk every one of a
+   * process that is gone. Never one of a live process's uploads in progress. Returns how many.
    */
   sweepIncomplete(olderThanMs: number, now?: number): Promise<number>;
   /** Throws when the storage cannot be reached or written (readiness check). */
@@ -36,8 +37,8 @@ export interface BlobStore {
    * The caller still removes its own name for the file.
    */
   adopt?(file: string, key: string): Promise<boolean>;
-  /** Releases connections (S3); optional. */
-  close?(): void;
+  /** Releases connections (S3) or this process's scratch space (local disk); optional. */
+  close?(): void | Promise<void>;
 }
 
 export interface BlobWriter {
@@ -59,6 +60,48 @@ export class BlobNotFoundError extends Error {
     super(`blob not found: ${key}`);
     this.name = 'BlobNotFoundError';
   }
+}
+
+/**
+ * Whether `error` says that a blob (or file, object, multipart upload) is not there: the one place
+ * that knows how each backend says so. Local disk: ENOENT, or ENOTDIR when a path component is
+ * not a directory; S3 and its clones: NoSuchKey, NoSuchUpload, NotFound (HEAD has no body, so the
+ * SDK names it after the status) or a bare 404, but never a missing bucket, which is a
+ * misconfiguration and must not pass for a missing blob.
+ */
+export function isNotFound(error: unknown): boolean {
+  if (error instanceof BlobNotFoundError) return true;
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, name, $metadata } = error as {
+    code?: unknown;
+    name?: unknown;
+    $metadata?: { httpStatusCode?: unknown };
+  };
+  if (code === 'ENOENT' || code === 'ENOTDIR') return true;
+  if (name === 'NoSuchBucket') return false;
+  return (
+    name === 'NoSuchKey' ||
+    name === 'NoSuchUpload' ||
+    name === 'NotFound' ||
+    $metadata?.httpStatusCode === 404
+  );
+}
+
+/**
+ * Whether `error` says the storage has no room: the disk is full (ENOSPC), the user's disk quota
+ * is used up (EDQUOT) or the file system's file size limit is reached (EFBIG); an S3 clone that
+ * answers 507 Insufficient Storage (MinIO: XMinioStorageFull). Answered 507 INSUFFICIENT_STORAGE,
+ * never blamed on the client.
+ */
+export function isStorageFull(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, name, $metadata } = error as {
+    code?: unknown;
+    name?: unknown;
+    $metadata?: { httpStatusCode?: unknown };
+  };
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') return true;
+  return name === 'XMinioStorageFull' || $metadata?.httpStatusCode === 507;
 }
 
 const KEY_RE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;

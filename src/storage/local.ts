@@ -16,11 +16,16 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { assertValidKey, BlobNotFoundError, type BlobStore } from './blob-store.ts';
+import { assertValidKey, BlobNotFoundError, isNotFound, type BlobStore } from './blob-store.ts';
 import { SettlingBlobWriter } from './writer-base.ts';
+import { ScratchLease } from './scratch.ts';
 import { assertPrefix, assertRange } from './keys.ts';
 
-/** Temp files live inside the root so that the final rename never crosses a filesystem. */
+/**
+ * Temp files live inside the root so that the final rename never crosses a filesystem, each
+ * process's in a folder of its own (`.incomplete/INSTANCE/`): several servers may share the
+ * directory, and one must never sweep another's writes in progress (see scratch.ts).
+ */
 const INCOMPLETE_DIR = '.incomplete';
 
 /**
@@ -37,24 +42,48 @@ const GROUP_DIR_MODE = 0o750;
 export class LocalBlobStore implements BlobStore {
   readonly root: string;
   readonly #incompleteDir: string;
+  /** This process's folder for unfinished writes. */
+  readonly #tempDir: string;
+  readonly #lease: ScratchLease;
+  readonly #ownsLease: boolean;
   readonly #groupReadable: boolean;
 
-  private constructor(root: string, modes: BlobModes) {
+  private constructor(
+    root: string,
+    lease: ScratchLease,
+    tempDir: string,
+    ownsLease: boolean,
+    modes: BlobModes,
+  ) {
     this.root = root;
     this.#incompleteDir = path.join(root, INCOMPLETE_DIR);
+    this.#lease = lease;
+    this.#tempDir = tempDir;
+    this.#ownsLease = ownsLease;
     this.#groupReadable = modes.groupReadable;
   }
 
-  static async create(rootDir: string, modes: BlobModes = { groupReadable: false }): Promise<LocalBlobStore> {
+  /**
+   * `lease`: this process's scratch lease on the data directory; without one the store records
+   * the process itself, inside the root. `modes`: group-readable files for nginx (X-Accel-Redirect).
+   */
+  static async create(
+    rootDir: string,
+    lease?: ScratchLease,
+    modes: BlobModes = { groupReadable: false },
+  ): Promise<LocalBlobStore> {
     await mkdir(path.join(rootDir, INCOMPLETE_DIR), { recursive: true });
     if (modes.groupReadable) await chmod(rootDir, GROUP_DIR_MODE);
     // The containment check compares resolved paths, so the root itself must be resolved too.
-    return new LocalBlobStore(await realpath(rootDir), modes);
+    const root = await realpath(rootDir);
+    const owner = lease ?? (await ScratchLease.acquire(path.join(root, INCOMPLETE_DIR, '.instances')));
+    const tempDir = await owner.area(path.join(root, INCOMPLETE_DIR));
+    return new LocalBlobStore(root, owner, tempDir, lease === undefined, modes);
   }
 
   createWriter(key: string): LocalBlobWriter {
     const target = this.#pathOf(key);
-    const temp = path.join(this.#incompleteDir, `${randomBytes(16).toString('hex')}.tmp`);
+    const temp = path.join(this.#tempDir, `${randomBytes(16).toString('hex')}.tmp`);
     return new LocalBlobWriter(temp, target, this.root, this.#groupReadable);
   }
 
@@ -64,7 +93,7 @@ export class LocalBlobStore implements BlobStore {
     // Open first, then stream from the descriptor: a delete racing with the read cannot turn an
     // answered 200/206 into a mid-body ENOENT.
     const handle = await open(file, 'r').catch((err: unknown) => {
-      throw isMissing(err) ? new BlobNotFoundError(key) : err;
+      throw isNotFound(err) ? new BlobNotFoundError(key) : err;
     });
     try {
       if (!(await handle.stat()).isFile()) throw new BlobNotFoundError(key);
@@ -85,7 +114,7 @@ export class LocalBlobStore implements BlobStore {
       const st = await stat(file);
       return st.isFile() ? { size: st.size } : null;
     } catch (err) {
-      if (isMissing(err)) return null;
+      if (isNotFound(err)) return null;
       throw err;
     }
   }
@@ -116,7 +145,7 @@ export class LocalBlobStore implements BlobStore {
       await unlink(file);
     } catch (err) {
       // EISDIR: the key names a folder of other blobs, so there is no blob to remove (as on S3).
-      if (!isMissing(err) && !hasCode(err, 'EISDIR')) throw err;
+      if (!isNotFound(err) && !hasCode(err, 'EISDIR')) throw err;
     }
   }
 
@@ -125,7 +154,7 @@ export class LocalBlobStore implements BlobStore {
     const dir = this.#pathOf(prefix.slice(0, -1));
     // "a/" names what is under the folder a; a blob stored at "a" itself is not part of it.
     const st = await lstat(dir).catch((err: unknown) => {
-      if (isMissing(err)) return null;
+      if (isNotFound(err)) return null;
       throw err;
     });
     if (st?.isDirectory()) await rm(dir, { recursive: true, force: true });
@@ -142,7 +171,7 @@ export class LocalBlobStore implements BlobStore {
     try {
       handle = await opendir(dir);
     } catch (err) {
-      if (isMissing(err)) return;
+      if (isNotFound(err)) return;
       throw err;
     }
     for await (const entry of handle) {
@@ -159,23 +188,20 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async sweepIncomplete(olderThanMs: number, now = Date.now()): Promise<number> {
-    // mtime moves with every write, so a slow upload that is still receiving data is left alone.
-    const cutoff = now - olderThanMs;
-    let removed = 0;
-    for await (const entry of await opendir(this.#incompleteDir)) {
-      const file = path.join(this.#incompleteDir, entry.name);
-      const st = await lstat(file).catch(() => null);
-      if (!st || st.mtimeMs >= cutoff) continue;
-      await rm(file, { recursive: true, force: true });
-      removed++;
-    }
-    return removed;
+    // mtime moves with every write, so a slow upload that is still receiving data is left alone;
+    // the folders of processes that are gone go at once, whatever their age.
+    return this.#lease.sweep(this.#incompleteDir, now - olderThanMs);
   }
 
   async ping(): Promise<void> {
-    const probe = path.join(this.#incompleteDir, `ping-${randomBytes(8).toString('hex')}`);
+    const probe = path.join(this.#tempDir, `ping-${randomBytes(8).toString('hex')}`);
     await writeFile(probe, 'ping', { flag: 'wx', mode: 0o600 });
     await unlink(probe);
+  }
+
+  /** Removes this process's scratch when the store recorded the process itself. */
+  async close(): Promise<void> {
+    if (this.#ownsLease) await this.#lease.release();
   }
 
   localPath(key: string): string {
@@ -281,10 +307,6 @@ async function fsyncDir(dir: string): Promise<void> {
 
 function hasCode(err: unknown, code: string): boolean {
   return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
-}
-
-function isMissing(err: unknown): boolean {
-  return hasCode(err, 'ENOENT') || hasCode(err, 'ENOTDIR');
 }
 
 function isValidKey(key: string): boolean {

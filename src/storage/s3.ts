@@ -14,7 +14,13 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { HttpRequest } from '@smithy/types';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { assertValidKey, BlobNotFoundError, type BlobStore, type PresignedHeaders } from './blob-store.ts';
+import {
+  assertValidKey,
+  BlobNotFoundError,
+  isNotFound,
+  type BlobStore,
+  type PresignedHeaders,
+} from './blob-store.ts';
 import { assertPrefix, assertRange } from './keys.ts';
 import { S3BlobWriter } from './s3-writer.ts';
 
@@ -145,6 +151,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async sweepIncomplete(olderThanMs: number, now = Date.now()): Promise<number> {
+    // A multipart upload names no owner, so age alone decides, on every instance alike.
     const cutoff = now - olderThanMs;
     let removed = 0;
     let keyMarker: string | undefined;
@@ -173,7 +180,7 @@ export class S3BlobStore implements BlobStore {
           await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key, UploadId }));
           removed++;
         } catch (err) {
-          if (!(err instanceof S3ServiceException && err.name === 'NoSuchUpload')) throw err;
+          if (!isNotFound(err)) throw err; // aborted meanwhile
         }
       }
       if (!page.IsTruncated || (!page.NextKeyMarker && !page.NextUploadIdMarker)) return removed;
@@ -319,11 +326,6 @@ function formatUrl(request: HttpRequest): string {
 
 function statusOf(err: unknown): number | undefined {
   return err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
-}
-
-function isNotFound(err: unknown): boolean {
-  if (!(err instanceof S3ServiceException) || err.name === 'NoSuchBucket') return false;
-  return err.name === 'NoSuchKey' || err.name === 'NotFound' || statusOf(err) === 404;
 }
 
 /** The server does not implement the operation (or, for DeleteObjects, our way of calling it). */

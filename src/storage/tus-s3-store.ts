@@ -1,5 +1,6 @@
 import { S3Store } from '@tus/s3-store';
 import { ERRORS } from '@tus/utils';
+import { isNotFound } from './blob-store.ts';
 
 /**
  * @tus/s3-store keeps an upload as a multipart upload plus the objects `ID.info` (its record),
@@ -36,12 +37,4 @@ export class S3UploadStore extends S3Store {
     await this.client.deleteObject({ Bucket: this.bucket, Key: this.infoKey(id) });
     await this.clearCache(id);
   }
-}
-
-function isNotFound(error: unknown): boolean {
-  const e = error as { name?: unknown; $metadata?: { httpStatusCode?: number } } | null;
-  return (
-    e?.$metadata?.httpStatusCode === 404 ||
-    ['NoSuchKey', 'NoSuchUpload', 'NotFound'].includes(String(e?.name))
-  );
 }

@@ -3,6 +3,10 @@ import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
 import type { Config } from '../config.ts';
+import { createWriteStream } from 'node:fs';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { isNotFound, isStorageFull } from './blob-store.ts';
 import type { ReadableDataStore } from '../http/tus/tus-uploads.ts';
 
 /** Where unfinished resumable uploads live: in the same kind of storage as the blobs. */
@@ -43,6 +47,33 @@ class LocalUploadStore extends FileStore {
     return path.join(this.directory, id);
   }
 
+  /**
+   * @tus/file-store's write, keeping the cause of a failure: the original answers every failed
+   * write with its generic FILE_WRITE_ERROR (a 500), so a full disk could not be told from a bug.
+   * A full disk is passed on, to be answered 507 like on every other upload path.
+   */
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    let received = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        received += chunk.length;
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(
+        readable,
+        counter,
+        createWriteStream(this.localFile(id), { flags: 'r+', start: offset }),
+      );
+    } catch (error) {
+      if (isStorageFull(error)) throw error;
+      // eslint-disable-next-line @typescript-eslint/only-throw-error
+      throw ERRORS.FILE_WRITE_ERROR;
+    }
+    return offset + received;
+  }
+
   override async remove(id: string): Promise<void> {
     const info = await this.configstore.get(id);
     try {
@@ -50,7 +81,7 @@ class LocalUploadStore extends FileStore {
     } catch (error) {
       // tus answers its own error objects ({ status_code, body }) with their status.
       // eslint-disable-next-line @typescript-eslint/only-throw-error
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !info) throw ERRORS.FILE_NOT_FOUND;
+      if (!isNotFound(error) || !info) throw ERRORS.FILE_NOT_FOUND;
     }
     await this.configstore.delete(id);
   }

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { createServices, type ServiceOptions, type Services } from '../../src/services.ts';
@@ -44,9 +44,17 @@ export interface ListeningApp extends TestApp {
   tokens: Record<keyof typeof PASSWORDS, string>;
 }
 
+/** What a test may put in place of the defaults: a logger that it reads, a clock, a scheduler. */
+export interface TestAppOptions extends ServiceOptions {
+  logger?: Logger;
+}
+
 /** A test app listening on a free port, with every test user logged in. */
-export async function startListeningApp(env: Record<string, string> = {}): Promise<ListeningApp> {
-  const t = await createTestApp(env);
+export async function startListeningApp(
+  env: Record<string, string> = {},
+  options: TestAppOptions = {},
+): Promise<ListeningApp> {
+  const t = await createTestApp(env, options);
   await t.app.listen({ port: 0, host: '127.0.0.1' });
   const port = (t.app.server.address() as { port: number }).port;
   const tokens = {} as Record<keyof typeof PASSWORDS, string>;
@@ -56,7 +64,7 @@ export async function startListeningApp(env: Record<string, string> = {}): Promi
 
 export async function createTestApp(
   env: Record<string, string> = {},
-  options: ServiceOptions = {},
+  options: TestAppOptions = {},
 ): Promise<TestApp> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-test-'));
   const config = loadConfig({ STOWAGE_DATA_DIR: dir, STOWAGE_LOG_LEVEL: 'silent', ...env });
@@ -64,8 +72,8 @@ export async function createTestApp(
   await fs
     .writeFile(config.usersFile, await defaultUsersFile(), { mode: 0o600, flag: 'wx' })
     .catch(() => undefined);
-  const logger = pino({ level: config.logLevel });
-  const services = await createServices(config, logger, options);
+  const { logger = pino({ level: config.logLevel }), ...serviceOptions } = options;
+  const services = await createServices(config, logger, serviceOptions);
   const app = await buildApp(services, logger);
   await app.ready();
   return {

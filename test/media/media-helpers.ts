@@ -4,7 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import sharp from 'sharp';
 import { expect } from 'vitest';
-import { startListeningApp, type ListeningApp } from '../helpers/app.ts';
+import { startListeningApp, type ListeningApp, type TestAppOptions } from '../helpers/app.ts';
 import { FIXTURES, KiB, type MediaItem, type User } from '../helpers/common.ts';
 import { expectErrorShape } from '../helpers/contract.ts';
 
@@ -31,8 +31,11 @@ export interface ApiResponse {
   json<T = any>(): T; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-export async function startMediaApp(env: Record<string, string> = {}): Promise<MediaApp> {
-  const t = await startListeningApp(env);
+export async function startMediaApp(
+  env: Record<string, string> = {},
+  options: TestAppOptions = {},
+): Promise<MediaApp> {
+  const t = await startListeningApp(env, options);
   const { tokens } = t;
   const headersFor = (as: User | null | undefined): Record<string, string> =>
     as === null ? {} : { authorization: `Bearer ${tokens[as ?? 'alice']}` };

@@ -54,7 +54,7 @@ describe('a server killed in the middle of an upload', () => {
       });
       const incomplete = path.join(dir, 'blobs', '.incomplete');
       await eventually(async () => {
-        const [temp] = await fs.readdir(incomplete);
+        const [temp] = (await leftovers(dir)).incomplete;
         expect((await fs.stat(path.join(incomplete, temp!))).size).toBeGreaterThan(MiB);
       });
       await server.kill('SIGKILL');

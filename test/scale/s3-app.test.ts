@@ -7,6 +7,7 @@ import { createTestApp, startListeningApp, type TestApp } from '../helpers/app.t
 import { ManualClock } from '../helpers/clock.ts';
 import { createTestBucket, s3Available, s3Client, startS3Proxy, type TestBucket } from '../helpers/s3.ts';
 import { blobKey } from '../../src/media/ingest.ts';
+import { ScratchLease } from '../../src/storage/scratch.ts';
 import { Sweeper } from '../../src/media/sweeper.ts';
 import {
   MiB,
@@ -209,7 +210,8 @@ describe.skipIf(!runs)('the app on S3', () => {
       storage,
       repo,
       sessions,
-      spoolDir: path.join(t.config.dataDir, 'tmp'),
+      scratch: await ScratchLease.acquire(path.join(t.config.dataDir, 'instances')),
+      spoolRoot: path.join(t.config.dataDir, 'tmp'),
       logger: pino({ level: 'silent' }),
       clock,
     });

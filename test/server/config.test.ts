@@ -131,6 +131,8 @@ describe('accepted values', () => {
     expect(loadConfig({ STOWAGE_CLAMD: 'unix:/run/clamav/clamd.ctl' }, CWD).clamd).toBe(
       'unix:/run/clamav/clamd.ctl',
     );
+    // An IPv6 literal, as the scanner accepts it (the full table: test/scan/clamd-url.test.ts).
+    expect(loadConfig({ STOWAGE_CLAMD: 'tcp://[::1]:3310' }, CWD).clamd).toBe('tcp://[::1]:3310');
   });
 });
 
@@ -165,6 +167,7 @@ describe('invalid values are refused, naming the variable', () => {
     'tcp://clamd:port',
     'tcp://clamd:99999',
     'unix:',
+    'unix:relative/clamd.sock',
   ])('STOWAGE_CLAMD=%s', (value) => {
     expectRefused({ STOWAGE_CLAMD: value }, 'STOWAGE_CLAMD');
   });

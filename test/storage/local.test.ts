@@ -22,8 +22,11 @@ afterEach(async () => {
 blobStoreContract(makeStore, { largeSize: 20 * 1024 * 1024 + 12345, partSize: 5 * 1024 * 1024 });
 
 describe('LocalBlobStore', () => {
-  const incomplete = (store: LocalBlobStore): Promise<string[]> =>
-    readdir(path.join(store.root, '.incomplete'));
+  /** Unfinished writes (in the process's own folder under .incomplete), as paths relative to it. */
+  const incomplete = async (store: LocalBlobStore): Promise<string[]> =>
+    (await readdir(path.join(store.root, '.incomplete'), { recursive: true }))
+      .filter((name) => name.endsWith('.tmp'))
+      .sort();
 
   it('leaves no temp file after commit or abort', async () => {
     const store = await makeStore();
@@ -51,9 +54,11 @@ describe('LocalBlobStore', () => {
     const old = new Date(Date.now() - 3_600_000);
     await utimes(path.join(store.root, '.incomplete', stale!), old, old);
 
+    expect(await store.sweepIncomplete(2 * 3_600_000)).toBe(0);
     expect(await store.sweepIncomplete(60_000)).toBe(1);
     expect(await incomplete(store)).toEqual([fresh]);
-    expect(await store.sweepIncomplete(0)).toBe(1);
+    // Ages count from the `now` given (the sweeper's clock), not from the wall clock.
+    expect(await store.sweepIncomplete(60_000, Date.now() + 3 * 3_600_000)).toBe(1);
     expect(await incomplete(store)).toEqual([]);
   });
 

@@ -5,6 +5,7 @@ import { Server, type ServerOptions } from '@tus/server';
 import type { DataStore, Locker, Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import { AppError, isAppError } from '../../errors.ts';
+import { isStorageFull } from '../../storage/blob-store.ts';
 import type { Ingest } from '../../media/ingest.ts';
 import type { MediaRepo } from '../../media/media-repo.ts';
 import { newId } from '../../media/signing.ts';
@@ -76,7 +77,11 @@ export class TusUploads {
       getFileIdFromRequest: (_req, last) => (last && ID_RE.test(last) ? last : undefined),
       onUploadCreate: (req, upload) => this.#onCreate(req, upload),
       onUploadFinish: (req, upload) => this.#onFinish(req, upload),
-      onResponseError: (req, error) => {
+      onResponseError: (req, thrown) => {
+        // The upload store's disk is full: 507, as for every upload path (logged by the handler).
+        const error = isStorageFull(thrown)
+          ? new AppError('INSUFFICIENT_STORAGE', undefined, { cause: thrown })
+          : thrown;
         if (isAppError(error)) {
           const state = this.#requests.get(req);
           if (state) state.error = error;
