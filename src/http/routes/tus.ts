@@ -61,12 +61,24 @@ export async function tusRoutes(app: FastifyInstance, tus: TusUploads): Promise<
       // Ids are opaque: one that cannot exist is simply no upload (404 from assertOwner), not a 400.
       params: Type.Object({ id: Type.String({ maxLength: 256 }) }),
     },
+    // Before Fastify parses a body: a PATCH carries tus's byte stream and nothing else (415).
+    onRequest: async (request) => {
+      if (request.method === 'PATCH' && !isOffsetStream(request.headers['content-type'])) {
+        throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'A PATCH must be application/offset+octet-stream.');
+      }
+    },
     handler: async (request, reply) => {
       const owner = callerOf(request).username;
-      await tus.assertOwner((request.params as { id: string }).id, owner);
-      return send(reply, await tus.handle(request.raw, owner));
+      // The id is the path's, and the only upload tus may act on in this request.
+      const { id } = request.params as { id: string };
+      await tus.assertOwner(id, owner);
+      return send(reply, await tus.handle(request.raw, owner, id));
     },
   });
+}
+
+function isOffsetStream(contentType: string | undefined): boolean {
+  return contentType?.split(';')[0]?.trim().toLowerCase() === 'application/offset+octet-stream';
 }
 
 /**

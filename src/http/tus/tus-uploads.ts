@@ -39,6 +39,8 @@ const KNOWN_METADATA = ['filename', 'filetype', 'visibility', 'tags'];
 
 interface RequestState {
   owner: string;
+  /** The upload the route authorised for this request (none for creation and discovery). */
+  id: string | undefined;
   sniffer?: HeadSniffer;
   /** The upload this request created (a refused creation-with-upload answers without Location). */
   created?: string;
@@ -73,7 +75,12 @@ export class TusUploads {
       relativeLocation: true,
       maxSize: deps.maxUploadBytes,
       namingFunction: () => newId(),
-      getFileIdFromRequest: (_req, last) => (last && ID_RE.test(last) ? last : undefined),
+      // The id is the one the route authorised, taken from the path alone, never from what tus
+      // finds at the end of the URL; anything else is no upload at all (404).
+      getFileIdFromRequest: (req, last) => {
+        const authorised = this.#requests.get(req)?.id;
+        return authorised !== undefined && last === authorised ? authorised : undefined;
+      },
       onUploadCreate: (req, upload) => this.#onCreate(req, upload),
       onUploadFinish: (req, upload) => this.#onFinish(req, upload),
       onResponseError: (req, error) => {
@@ -98,10 +105,17 @@ export class TusUploads {
     if (holder !== owner) throw new AppError('NOT_FOUND', 'No such upload.');
   }
 
-  async handle(raw: IncomingMessage, owner: string): Promise<TusOutcome> {
+  /**
+   * Hands the request to tus. `id` is the upload the route authorised from its path: tus gets a
+   * URL rebuilt from it alone, so nothing else in the client's URL (a query string, an encoded
+   * slash, a dot segment) can point tus at another upload.
+   */
+  async handle(raw: IncomingMessage, owner: string, id?: string): Promise<TusOutcome> {
     const method = raw.method ?? 'GET';
-    const state: RequestState = { owner };
-    const request = new Request(`http://stowage.invalid${raw.url ?? TUS_PATH}`, {
+    if (id !== undefined && !ID_RE.test(id)) throw new AppError('NOT_FOUND', 'No such upload.');
+    const state: RequestState = { owner, id };
+    const url = id === undefined ? TUS_PATH : `${TUS_PATH}/${id}`;
+    const request = new Request(`http://stowage.invalid${url}`, {
       method,
       headers: headersOf(raw),
       ...this.#body(raw, method, state),
@@ -115,17 +129,16 @@ export class TusUploads {
     }
     const rejected = state.sniffer?.rejection;
     if (rejected) {
-      const id = state.created ?? uploadIdOf(response, raw.url);
-      if (id) await this.#discard(id);
+      const target = state.created ?? id;
+      if (target) await this.#discard(target);
     }
     // Refused before its body was read to the end (wrong type, offset, size): nothing reads the
     // rest, so the connection cannot carry another request. Closing it lets the client stop
     // sending; kept open, it would hang until a timeout (and hold up a graceful shutdown).
     if (!raw.complete && (method === 'PATCH' || method === 'POST'))
       response.headers.set('Connection', 'close');
-    if (!rejected && method === 'DELETE' && response.status === 204) {
-      const id = uploadIdOf(response, raw.url);
-      if (id) await this.#deps.repo.release(id);
+    if (!rejected && method === 'DELETE' && response.status === 204 && id !== undefined) {
+      await this.#deps.repo.release(id);
     }
     return { response, error: rejected ?? state.error };
   }
@@ -179,6 +192,8 @@ export class TusUploads {
 
   async #onFinish(req: Request, upload: Upload): Promise<{ headers: Record<string, string> }> {
     const state = this.#state(req);
+    // Defence in depth: only the upload this request was authorised for (or created) is stored.
+    if (upload.id !== (state.id ?? state.created)) throw new AppError('NOT_FOUND', 'No such upload.');
     // tus releases its lock before this hook, so a second request at the final offset (an empty
     // PATCH, a retry, on any instance) could get here too: only the one that claims it stores it.
     if (!(await this.#deps.repo.claimCompletion(upload.id))) {
@@ -241,10 +256,4 @@ function headersOf(raw: IncomingMessage): Headers {
     if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
   }
   return headers;
-}
-
-function uploadIdOf(response: Response, url: string | undefined): string | undefined {
-  const location = response.headers.get('location') ?? url ?? '';
-  const id = location.split('?')[0]?.split('/').pop();
-  return id && ID_RE.test(id) ? id : undefined;
 }
