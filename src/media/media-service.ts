@@ -1,12 +1,12 @@
 import type { BlobStore } from '../storage/blob-store.ts';
 import { AppError, validationFailed } from '../errors.ts';
 import type { Caller } from '../http/caller.ts';
-import type { MediaKind } from './file-types.ts';
+import type { MediaKind } from '../uploads/file-types.ts';
 import { sanitizeFilename } from './filename.ts';
 import { SORTS, type MediaRecord, type MediaRepo, type SortKey, type Visibility } from './media-repo.ts';
 import type { Signer } from './signing.ts';
 import { normalizeTags } from './tags.ts';
-import { blobKey } from './ingest.ts';
+import { blobKey } from '../uploads/ingest.ts';
 import type { InvalidationBus } from '../util/invalidation-bus.ts';
 
 export interface ListParams {

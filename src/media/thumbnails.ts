@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { ImageProcessor } from '../images/image-processor.ts';
 import type { ThumbnailFormat } from '../images/negotiate-format.ts';
-import { blobKey } from './ingest.ts';
+import { blobKey } from '../uploads/ingest.ts';
 import type { MediaRecord } from './media-repo.ts';
 import { thumbnailPrefix } from './media-service.ts';
 import { newId } from './signing.ts';

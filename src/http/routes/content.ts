@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.ts';
-import { blobKey } from '../../media/ingest.ts';
+import { blobKey } from '../../uploads/ingest.ts';
 import type { MediaRecord } from '../../media/media-repo.ts';
 import { mayManage, type MediaService } from '../../media/media-service.ts';
 import { identify, type AuthDeps } from '../plugins/authenticate.ts';

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { AppError, type ErrorCode } from '../../errors.ts';
 import { callerOf } from '../plugins/authenticate.ts';
-import { TUS_PATH, type TusOutcome, type TusUploads } from '../tus/tus-uploads.ts';
+import { TUS_PATH, type TusOutcome, type TusUploads } from '../../uploads/tus/tus-uploads.ts';
 
 const TUS_STATUS_CODES: Partial<Record<number, ErrorCode>> = {
   400: 'BAD_REQUEST',

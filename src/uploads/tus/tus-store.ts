@@ -2,8 +2,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
-import type { Config } from '../config.ts';
-import type { ReadableDataStore } from '../http/tus/tus-uploads.ts';
+import type { Config } from '../../config.ts';
+import type { ReadableDataStore } from './tus-uploads.ts';
 
 /** Where unfinished resumable uploads live: in the same kind of storage as the blobs. */
 export async function createTusStore(config: Config): Promise<ReadableDataStore> {
@@ -23,7 +23,7 @@ export async function createTusStore(config: Config): Promise<ReadableDataStore>
         ...(storage.accessKeyId && storage.secretAccessKey
           ? { credentials: { accessKeyId: storage.accessKeyId, secretAccessKey: storage.secretAccessKey } }
           : {}),
-        // S3-compatible servers often reject the SDK's default CRC trailers (see storage/s3.ts).
+        // S3-compatible servers often reject the SDK's default CRC trailers (see src/storage/s3.ts).
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
       },

@@ -4,16 +4,16 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, BlobWriter } from '../storage/blob-store.ts';
-import { AdoptingWriter } from '../storage/adopting-writer.ts';
+import { AdoptingWriter } from './adopting-writer.ts';
 import type { Scanner, ScanSession } from '../scan/scanner.ts';
 import type { ImageProcessor } from '../images/image-processor.ts';
 import { AppError, isAppError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { kindOf, type TypePolicy } from './file-types.ts';
-import { sanitizeFilename } from './filename.ts';
-import type { MediaRecord, MediaRepo, Visibility } from './media-repo.ts';
+import { sanitizeFilename } from '../media/filename.ts';
+import type { MediaRecord, MediaRepo, Visibility } from '../media/media-repo.ts';
 import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
-import { newId } from './signing.ts';
+import { newId } from '../media/signing.ts';
 
 export interface IngestDeps {
   storage: BlobStore;

@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { AppError } from '../../errors.ts';
-import { SNIFF_BYTES, detectType, type TypePolicy } from '../../media/file-types.ts';
+import { SNIFF_BYTES, detectType, type TypePolicy } from '../file-types.ts';
 
 /**
  * Looks at the first bytes of a resumable upload as they arrive and stops the request when they

@@ -5,11 +5,11 @@ import { Server, type ServerOptions } from '@tus/server';
 import type { DataStore, Locker, Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import { AppError, isAppError } from '../../errors.ts';
-import type { Ingest } from '../../media/ingest.ts';
+import type { Ingest } from '../ingest.ts';
 import type { MediaRepo } from '../../media/media-repo.ts';
 import { newId } from '../../media/signing.ts';
 import { parseTagList } from '../../media/tags.ts';
-import type { TypePolicy } from '../../media/file-types.ts';
+import type { TypePolicy } from '../file-types.ts';
 import { HeadSniffer } from './head-sniffer.ts';
 
 /**
