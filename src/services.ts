@@ -159,6 +159,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       ingest,
       repo,
       policy,
+      scanner,
+      spoolDir,
       maxUploadBytes: config.maxUploadBytes,
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,

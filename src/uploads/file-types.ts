@@ -1,4 +1,5 @@
 import { fileTypeFromBuffer } from 'file-type';
+import { AppError } from '../errors.ts';
 
 export type MediaKind = 'image' | 'video' | 'audio' | 'document';
 
@@ -30,6 +31,74 @@ export function canonicalMime(mime: string): string {
 export async function detectType(head: Uint8Array): Promise<{ mime: string; ext: string } | null> {
   const found = await fileTypeFromBuffer(head);
   return found ? { mime: canonicalMime(found.mime), ext: found.ext } : null;
+}
+
+export interface DetectedType {
+  mime: string;
+  ext: string;
+}
+
+/**
+ * The one type check for every upload path: collects the first SNIFF_BYTES of a file, decides its
+ * type from them, and refuses (415) what the policy does not allow or cannot be recognised. The
+ * multipart stream (TypeSniffer) and the tus PATCHes (which may bring the head in several
+ * requests) both feed it.
+ */
+export class TypeDecider {
+  readonly #policy: TypePolicy;
+  #head: Buffer[] = [];
+  #headBytes = 0;
+  #type: DetectedType | undefined;
+
+  constructor(policy: TypePolicy) {
+    this.#policy = policy;
+  }
+
+  get decided(): boolean {
+    return this.#type !== undefined;
+  }
+
+  get type(): DetectedType {
+    if (!this.#type) throw new Error('type not detected yet');
+    return this.#type;
+  }
+
+  /** Adds bytes of the head; returns a promise (which rejects with 415) when they decide the type. */
+  push(chunk: Buffer): Promise<DetectedType> | undefined {
+    if (this.#type) return undefined;
+    this.#head.push(chunk);
+    this.#headBytes += chunk.length;
+    return this.#headBytes >= SNIFF_BYTES ? this.decide() : undefined;
+  }
+
+  /** The bytes collected so far (for a stream that held them back), handed over once. */
+  takeHead(): Buffer {
+    const head = Buffer.concat(this.#head);
+    this.#head = [];
+    return head;
+  }
+
+  /** Decides from what was pushed (the whole file when it is shorter than SNIFF_BYTES). */
+  async decide(): Promise<DetectedType> {
+    if (this.#type) return this.#type;
+    const head = Buffer.concat(this.#head);
+    this.#head = [head];
+    if (head.length === 0) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'The file is empty.');
+    const type = await detectType(head);
+    if (!type) {
+      throw new AppError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'The type of this file could not be recognised from its content.',
+      );
+    }
+    if (!this.#policy.allows(type.mime)) {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Files of type ${type.mime} are not accepted.`, {
+        details: { detectedType: type.mime },
+      });
+    }
+    this.#type = type;
+    return type;
+  }
 }
 
 export function kindOf(mime: string): MediaKind {

@@ -43,6 +43,11 @@ class LocalUploadStore extends FileStore {
     return path.join(this.directory, id);
   }
 
+  /** Cuts the upload back to `offset` bytes: the file's size is the upload's offset. */
+  async truncate(id: string, offset: number): Promise<void> {
+    await fs.truncate(this.localFile(id), offset);
+  }
+
   override async remove(id: string): Promise<void> {
     const info = await this.configstore.get(id);
     try {

@@ -1,102 +1,99 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
+import path from 'node:path';
 import { Readable } from 'node:stream';
-import { Server, type ServerOptions } from '@tus/server';
-import type { DataStore, Locker, Upload } from '@tus/utils';
+import { pipeline } from 'node:stream/promises';
+import { MemoryLocker } from '@tus/server';
+import { Upload, type DataStore, type Locker } from '@tus/utils';
 import type { Logger } from 'pino';
-import { AppError, isAppError } from '../../errors.ts';
-import type { Ingest } from '../ingest.ts';
+import { AppError, isAppError, validationFailed } from '../../errors.ts';
 import type { MediaRepo } from '../../media/media-repo.ts';
 import { newId } from '../../media/signing.ts';
 import { parseTagList } from '../../media/tags.ts';
+import type { Scanner } from '../../scan/scanner.ts';
 import type { TypePolicy } from '../file-types.ts';
-import { HeadSniffer } from './head-sniffer.ts';
+import type { Ingest } from '../ingest.ts';
+import { tooLarge } from '../stream-stages.ts';
+import {
+  CHECKSUM_ALGORITHMS,
+  TUS_EXTENSIONS,
+  TUS_VERSION,
+  formatMetadata,
+  invalidConcat,
+  isOffsetStream,
+  parseChecksum,
+  parseConcat,
+  parseDeferLength,
+  parseMetadata,
+  parseSize,
+  type Checksum,
+} from './tus-headers.ts';
+import { PatchStage, UploadProgress } from './upload-progress.ts';
 
 /**
- * A tus data store that can also stream back a finished upload (file and S3 stores can) and,
- * on local disk, say where its file is, so a finished upload is moved rather than copied.
+ * A tus data store (@tus/file-store or @tus/s3-store, which take and give Node streams) that can
+ * also stream back an upload and, on local disk, say where its file is (so a finished upload is
+ * moved rather than copied) and cut a file back to an offset (so a refused PATCH keeps nothing).
  */
 export type ReadableDataStore = DataStore & {
   read(id: string): Readable | Promise<Readable>;
   localFile?(id: string): string;
+  truncate?(id: string, offset: number): Promise<void>;
 };
 
 export interface TusDeps {
   datastore: ReadableDataStore;
+  /** Upload locks (Redis across instances); one process's own locks when absent. */
   locker?: Locker;
   ingest: Ingest;
   repo: MediaRepo;
   policy: TypePolicy;
+  scanner: Scanner;
   maxUploadBytes: number;
   quotaBytes: number | null;
   expirySeconds: number;
+  /** Local scratch space: a PATCH with a checksum is held here until verified, where the store cannot cut back. */
+  spoolDir: string;
   logger: Logger;
 }
 
 export const TUS_PATH = '/api/media/uploads';
 const ID_RE = /^[A-Za-z0-9_-]{22}$/;
 const KNOWN_METADATA = ['filename', 'filetype', 'visibility', 'tags'];
+/** Our own record of a partial upload in the store's metadata; never shown as Upload-Metadata. */
+const PARTIAL_KEY = 'stowage-concat';
 
-interface RequestState {
-  owner: string;
-  /** The upload the route authorised for this request (none for creation and discovery). */
-  id: string | undefined;
-  sniffer?: HeadSniffer;
-  /** The upload this request created (a refused creation-with-upload answers without Location). */
-  created?: string;
-  /** The upload this request completed and stored; its tus copy goes once tus has answered. */
-  finished?: string;
-  /** Our own refusal (quota, type, malware…), answered as it is rather than in tus's words. */
-  error?: AppError;
-}
-
-/** tus's answer, and our own error when we refused the request. */
+/** The answer to one tus request: its status and headers, and our error when it failed. */
 export interface TusOutcome {
-  response: Response;
+  status: number;
+  headers: Record<string, string>;
   error: AppError | undefined;
 }
 
+interface Appended {
+  offset: number;
+  complete: boolean;
+}
+
 /**
- * The tus 1.0 endpoint (@tus/server) behind our authentication. Each upload has a reservation
- * row, which is both its owner and its hold on the owner's quota until it completes, expires or
- * is terminated. The first bytes are sniffed as they arrive; the finished file goes through the
- * same ingest pipeline as a multipart upload, and the tus copy is removed either way.
+ * The tus 1.0.0 protocol (https://tus.io/protocols/resumable-upload) with every extension a server
+ * can offer, on Node streams from the socket to the store: the request body is piped into the
+ * store through one stage that counts, checksums, hashes, types and scans it, so the completing
+ * PATCH stores the file without reading it again. Each upload has a reservation row, which is both
+ * its owner and its hold on the owner's quota until it completes, expires or is terminated.
+ *
+ * The HTTP route authorises the upload id in the path; `handle` acts on that id and no other.
  */
 export class TusUploads {
-  readonly server: Server;
   readonly #deps: TusDeps;
-  readonly #requests = new WeakMap<Request, RequestState>();
+  readonly #locker: Locker;
+  readonly #progress = new Map<string, UploadProgress>();
 
   constructor(deps: TusDeps) {
     this.#deps = deps;
-    const options: Omit<ServerOptions, 'locker'> & { datastore: DataStore; locker?: Locker } = {
-      path: TUS_PATH,
-      datastore: deps.datastore,
-      relativeLocation: true,
-      maxSize: deps.maxUploadBytes,
-      namingFunction: () => newId(),
-      // The id is the one the route authorised, taken from the path alone, never from what tus
-      // finds at the end of the URL; anything else is no upload at all (404).
-      getFileIdFromRequest: (req, last) => {
-        const authorised = this.#requests.get(req)?.id;
-        return authorised !== undefined && last === authorised ? authorised : undefined;
-      },
-      onUploadCreate: (req, upload) => this.#onCreate(req, upload),
-      onUploadFinish: (req, upload) => this.#onFinish(req, upload),
-      onResponseError: (req, error) => {
-        if (isAppError(error)) {
-          const state = this.#requests.get(req);
-          if (state) state.error = error;
-          return { status_code: error.status, body: error.message };
-        }
-        // tus's own protocol errors carry a status; anything else is a failure of ours or the store's.
-        if (!('status_code' in error) || error.status_code >= 500)
-          deps.logger.error({ err: error }, 'resumable upload failed');
-        return undefined;
-      },
-      ...(deps.locker ? { locker: deps.locker } : {}),
-    };
-    this.server = new Server(options);
+    this.#locker = deps.locker ?? new MemoryLocker();
   }
 
   /** 404 unless the upload exists and belongs to `owner`: others' uploads are invisible. */
@@ -106,154 +103,525 @@ export class TusUploads {
   }
 
   /**
-   * Hands the request to tus. `id` is the upload the route authorised from its path: tus gets a
-   * URL rebuilt from it alone, so nothing else in the client's URL (a query string, an encoded
-   * slash, a dot segment) can point tus at another upload.
+   * Answers one tus request. `id` is the upload the route authorised from its path (none for
+   * creation and discovery): it is the only upload this request can touch.
    */
   async handle(raw: IncomingMessage, owner: string, id?: string): Promise<TusOutcome> {
     const method = raw.method ?? 'GET';
-    if (id !== undefined && !ID_RE.test(id)) throw new AppError('NOT_FOUND', 'No such upload.');
-    const state: RequestState = { owner, id };
-    const url = id === undefined ? TUS_PATH : `${TUS_PATH}/${id}`;
-    const request = new Request(`http://stowage.invalid${url}`, {
-      method,
-      headers: headersOf(raw),
-      ...this.#body(raw, method, state),
-    });
-    this.#requests.set(request, state);
-    let response: Response;
+    const headers: Record<string, string> = { 'Tus-Resumable': TUS_VERSION };
     try {
-      response = await this.server.handleWeb(request);
-    } finally {
-      if (state.finished) await this.#removeFinished(state.finished);
+      if (id !== undefined && !ID_RE.test(id)) throw new AppError('NOT_FOUND', 'No such upload.');
+      if (method === 'OPTIONS')
+        return { status: 204, headers: { ...headers, ...this.#discovery() }, error: undefined };
+      if (raw.headers['tus-resumable'] !== TUS_VERSION) {
+        headers['Tus-Version'] = TUS_VERSION;
+        throw new AppError('PRECONDITION_FAILED', `Tus-Resumable must be ${TUS_VERSION}.`);
+      }
+      let status: number;
+      if (method === 'POST' && id === undefined) status = await this.#create(raw, owner, headers);
+      else if (method === 'HEAD' && id !== undefined)
+        status = await this.#locked(raw, id, () => this.#head(id, headers));
+      else if (method === 'PATCH' && id !== undefined) status = await this.#patch(raw, owner, id, headers);
+      else if (method === 'DELETE' && id !== undefined)
+        status = await this.#locked(raw, id, () => this.#terminate(id, headers));
+      else throw new AppError('METHOD_NOT_ALLOWED');
+      return { status, headers, error: undefined };
+    } catch (error) {
+      const appError = this.#asAppError(error);
+      // Refused before its body was read to the end: nothing reads the rest, so the connection
+      // cannot carry another request. Closing it lets the client stop sending.
+      if (!raw.complete && (method === 'PATCH' || method === 'POST')) headers.Connection = 'close';
+      return { status: appError.status, headers, error: appError };
     }
-    const rejected = state.sniffer?.rejection;
-    if (rejected) {
-      const target = state.created ?? id;
-      if (target) await this.#discard(target);
-    }
-    // Refused before its body was read to the end (wrong type, offset, size): nothing reads the
-    // rest, so the connection cannot carry another request. Closing it lets the client stop
-    // sending; kept open, it would hang until a timeout (and hold up a graceful shutdown).
-    if (!raw.complete && (method === 'PATCH' || method === 'POST'))
-      response.headers.set('Connection', 'close');
-    if (!rejected && method === 'DELETE' && response.status === 204 && id !== undefined) {
-      await this.#deps.repo.release(id);
-    }
-    return { response, error: rejected ?? state.error };
   }
 
-  /** The request body, sniffed on its way through when it starts at byte 0. */
-  #body(
+  #discovery(): Record<string, string> {
+    return {
+      'Tus-Version': TUS_VERSION,
+      'Tus-Extension': TUS_EXTENSIONS.join(','),
+      'Tus-Max-Size': String(this.#deps.maxUploadBytes),
+      'Tus-Checksum-Algorithm': Object.keys(CHECKSUM_ALGORITHMS).join(','),
+    };
+  }
+
+  /** POST: creation, creation-defer-length, creation-with-upload, and concatenation's two kinds. */
+  async #create(raw: IncomingMessage, owner: string, headers: Record<string, string>): Promise<number> {
+    const deps = this.#deps;
+    const concat = parseConcat(raw.headers['upload-concat']);
+    const metadata = clientMetadata(raw.headers['upload-metadata']);
+    if (concat?.kind === 'final') return this.#concatenate(owner, concat.urls, metadata, headers);
+    const length = parseSize('Upload-Length', raw.headers['upload-length']);
+    const deferred = parseDeferLength(raw.headers['upload-defer-length']);
+    if ((length === undefined) === !deferred) {
+      throw validationFailed(
+        { path: 'headers.upload-length', message: 'send either Upload-Length or Upload-Defer-Length: 1' },
+        'Upload-Length or Upload-Defer-Length is required.',
+      );
+    }
+    if (length !== undefined && length > deps.maxUploadBytes) throw tooLarge(deps.maxUploadBytes);
+    const carriesBytes = isOffsetStream(raw.headers['content-type']);
+    const checksum = parseChecksum(raw.headers['upload-checksum']);
+    const id = newId();
+    const created = Date.now();
+    const expiresAt = created + deps.expirySeconds * 1000;
+    // The quota holds the declared length at once; a deferred one grows with the bytes received.
+    await deps.repo.reserve(id, owner, length ?? 0, expiresAt, deps.quotaBytes);
+    try {
+      await deps.datastore.create(
+        new Upload({
+          id,
+          size: length,
+          offset: 0,
+          metadata: { ...metadata, ...(concat ? { [PARTIAL_KEY]: 'partial' } : {}) },
+          creation_date: new Date(created).toISOString(),
+        }),
+      );
+    } catch (error) {
+      await deps.repo.release(id);
+      throw error;
+    }
+    headers['Upload-Expires'] = new Date(expiresAt).toUTCString();
+    if (carriesBytes) {
+      // creation-with-upload: a refused first request leaves no upload behind (no Location).
+      try {
+        const appended = await this.#locked(raw, id, (released) =>
+          this.#append(raw, owner, id, 0, checksum, released, headers),
+        );
+        if (appended.complete && !concat) headers['Media-Id'] = await this.#complete(id, owner);
+      } catch (error) {
+        await this.#discard(id);
+        throw error;
+      }
+    }
+    headers.Location = `${TUS_PATH}/${id}`;
+    return 201;
+  }
+
+  async #head(id: string, headers: Record<string, string>): Promise<number> {
+    const upload = await this.#upload(id);
+    headers['Upload-Offset'] = String(upload.offset);
+    if (upload.size === undefined) headers['Upload-Defer-Length'] = '1';
+    else headers['Upload-Length'] = String(upload.size);
+    const visible = visibleMetadata(upload);
+    if (Object.keys(visible).length > 0) headers['Upload-Metadata'] = formatMetadata(visible);
+    if (isPartial(upload)) headers['Upload-Concat'] = 'partial';
+    headers['Upload-Expires'] = this.#expiry(upload).toUTCString();
+    headers['Cache-Control'] = 'no-store';
+    return 200;
+  }
+
+  async #patch(
     raw: IncomingMessage,
-    method: string,
-    state: RequestState,
-  ): { body?: ReadableStream; duplex?: 'half' } {
-    const carriesBytes =
-      (method === 'PATCH' || method === 'POST') &&
-      raw.headers['content-type'] === 'application/offset+octet-stream';
-    if (!carriesBytes) return {};
-    let source: Readable = raw;
-    if (method === 'POST' || raw.headers['upload-offset'] === '0') {
-      const sniffer = new HeadSniffer(this.#deps.policy);
-      state.sniffer = sniffer;
-      raw.once('error', (error) => sniffer.destroy(error));
-      source = raw.pipe(sniffer);
-    }
-    return { body: Readable.toWeb(source) as ReadableStream, duplex: 'half' };
-  }
-
-  async #onCreate(req: Request, upload: Upload): Promise<{ metadata?: Upload['metadata'] }> {
-    const state = this.#state(req);
-    if (upload.size === undefined) {
-      throw new AppError('VALIDATION_FAILED', 'Upload-Length is required.', {
-        details: {
-          issues: [
-            { path: 'headers.upload-length', message: 'is required; deferred lengths are not supported' },
-          ],
-        },
-      });
-    }
-    const metadata = Object.fromEntries(
-      Object.entries(upload.metadata ?? {}).filter(([key]) => KNOWN_METADATA.includes(key)),
+    owner: string,
+    id: string,
+    headers: Record<string, string>,
+  ): Promise<number> {
+    const offset = parseSize('Upload-Offset', raw.headers['upload-offset']);
+    if (offset === undefined) throw new AppError('BAD_REQUEST', 'Upload-Offset is required.');
+    const checksum = parseChecksum(raw.headers['upload-checksum']);
+    const appended = await this.#locked(raw, id, (released) =>
+      this.#append(raw, owner, id, offset, checksum, released, headers),
     );
-    const visibility = metadata.visibility ?? 'private';
-    if (visibility !== 'private' && visibility !== 'public') {
-      throw new AppError('VALIDATION_FAILED', undefined, {
-        details: { issues: [{ path: 'metadata.visibility', message: 'must be private or public' }] },
-      });
-    }
-    parseTagList(metadata.tags ?? '');
-    const expiresAt = Date.now() + this.#deps.expirySeconds * 1000;
-    await this.#deps.repo.reserve(upload.id, state.owner, upload.size, expiresAt, this.#deps.quotaBytes);
-    state.created = upload.id;
-    return { metadata };
+    // Completed outside the lock (a HEAD must not wait for a scan): the completion is claimed in
+    // the database, so a second request at the final offset, on any instance, cannot store it twice.
+    if (appended.complete) headers['Media-Id'] = await this.#complete(id, owner);
+    return 204;
   }
 
-  async #onFinish(req: Request, upload: Upload): Promise<{ headers: Record<string, string> }> {
-    const state = this.#state(req);
-    // Defence in depth: only the upload this request was authorised for (or created) is stored.
-    if (upload.id !== (state.id ?? state.created)) throw new AppError('NOT_FOUND', 'No such upload.');
-    // tus releases its lock before this hook, so a second request at the final offset (an empty
-    // PATCH, a retry, on any instance) could get here too: only the one that claims it stores it.
-    if (!(await this.#deps.repo.claimCompletion(upload.id))) {
+  /**
+   * Appends the request body at `offset` (tus "PATCH"), under the upload's lock. Returns early,
+   * keeping what was received, when the client goes away or another request asks for the lock
+   * (`released`): that hand-over is what lets a client resume on another instance at once.
+   */
+  async #append(
+    raw: IncomingMessage,
+    owner: string,
+    id: string,
+    offset: number,
+    checksum: Checksum | undefined,
+    released: AbortSignal,
+    headers: Record<string, string>,
+  ): Promise<Appended> {
+    const deps = this.#deps;
+    const upload = await this.#upload(id);
+    const expires = this.#expiry(upload);
+    headers['Upload-Expires'] = expires.toUTCString();
+    if (offset !== upload.offset) {
+      throw new AppError('CONFLICT', `Upload-Offset must be ${upload.offset}.`, {
+        details: { offset: upload.offset },
+      });
+    }
+    await this.#declareLength(raw, owner, id, upload, expires);
+    const deferred = upload.size === undefined;
+    const contentLength = Number(raw.headers['content-length'] ?? Number.NaN);
+    if (upload.size !== undefined && offset + contentLength > upload.size) {
+      throw new AppError('PAYLOAD_TOO_LARGE', 'The body goes past Upload-Length.');
+    }
+    let limit: number;
+    let limitError: () => AppError;
+    if (upload.size !== undefined) {
+      limit = upload.size - offset;
+      limitError = () => new AppError('PAYLOAD_TOO_LARGE', 'The body goes past Upload-Length.');
+    } else {
+      // A deferred length: the upload limit and the quota apply to the bytes as they arrive.
+      const room =
+        deps.quotaBytes === null ? Infinity : deps.quotaBytes - (await deps.repo.usedBytes(owner, id));
+      limit = Math.min(deps.maxUploadBytes, room) - offset;
+      limitError = () =>
+        room < deps.maxUploadBytes ? new AppError('QUOTA_EXCEEDED') : tooLarge(deps.maxUploadBytes);
+    }
+    const progress = isPartial(upload) ? undefined : this.#progressAt(id, offset);
+    const stage = new PatchStage({ limit, limitError, checksum, progress });
+    const stored = await this.#receive(raw, id, offset, stage, checksum, released);
+
+    if (stage.refusal) {
+      this.#dropProgress(id);
+      // A refused type, or a deferred upload past its limit, ends the upload: nothing is left.
+      if (stage.refusal.code !== 'PAYLOAD_TOO_LARGE' || deferred) {
+        await this.#discard(id);
+        throw stage.refusal;
+      }
+      await this.#cutBack(id, offset, stored);
+      throw stage.refusal;
+    }
+    if (checksum && !stage.checksumMatches) {
+      // Mismatched, or cut short before the digest could be checked: none of the bytes are kept.
+      this.#dropProgress(id);
+      await this.#cutBack(id, offset, stored);
+      throw new AppError('CHECKSUM_MISMATCH');
+    }
+    if (progress && stored === offset + stage.bytes) stage.commitTo(progress);
+    else this.#dropProgress(id);
+    if (deferred && stored !== offset) {
+      await deps.repo.reserve(id, owner, stored, expires.getTime(), null);
+    }
+    headers['Upload-Offset'] = String(stored);
+    const size = upload.size;
+    return { offset: stored, complete: size !== undefined && stored === size && !isPartial(upload) };
+  }
+
+  /** Upload-Length on a PATCH: declares a deferred length once (the quota then holds all of it). */
+  async #declareLength(
+    raw: IncomingMessage,
+    owner: string,
+    id: string,
+    upload: Upload,
+    expires: Date,
+  ): Promise<void> {
+    const declared = parseSize('Upload-Length', raw.headers['upload-length']);
+    if (declared === undefined) return;
+    if (upload.size !== undefined) {
+      if (declared !== upload.size) throw new AppError('BAD_REQUEST', 'Upload-Length cannot change.');
+      return;
+    }
+    if (declared < upload.offset)
+      throw new AppError('BAD_REQUEST', 'Upload-Length is less than Upload-Offset.');
+    try {
+      if (declared > this.#deps.maxUploadBytes) throw tooLarge(this.#deps.maxUploadBytes);
+      await this.#deps.repo.reserve(id, owner, declared, expires.getTime(), this.#deps.quotaBytes);
+    } catch (error) {
+      await this.#discard(id);
+      throw error;
+    }
+    await this.#deps.datastore.declareUploadLength(id, declared);
+    upload.size = declared;
+  }
+
+  /**
+   * Pipes the body through `stage` into the store and returns the offset the store then holds.
+   * The body ends early, cleanly, when the client leaves or the lock is asked for: what arrived is
+   * stored. With a checksum on a store that cannot cut back (S3), the bytes wait in a local spool
+   * until they are verified.
+   */
+  async #receive(
+    raw: IncomingMessage,
+    id: string,
+    offset: number,
+    stage: PatchStage,
+    checksum: Checksum | undefined,
+    released: AbortSignal,
+  ): Promise<number> {
+    const store = this.#deps.datastore;
+    const stop = () => {
+      raw.unpipe(stage);
+      if (!stage.writableEnded && !stage.destroyed) stage.end();
+    };
+    // The stage's failures are read from stage.refusal and the store's answer; a store that
+    // stops listening before the stage fails (the S3 store's part splitter) must not crash us.
+    stage.on('error', () => undefined);
+    const onClose = () => {
+      if (!raw.complete) stop();
+    };
+    raw.once('close', onClose);
+    released.addEventListener('abort', stop, { once: true });
+    if (released.aborted) stop();
+    else raw.pipe(stage);
+    try {
+      if (checksum && !store.truncate) {
+        const spool = path.join(this.#deps.spoolDir, `${id}.${crypto.randomUUID()}.patch`);
+        try {
+          await pipeline(stage, fs.createWriteStream(spool, { flags: 'wx', mode: 0o600 }));
+          if (stage.checksumMatches) await store.write(fs.createReadStream(spool), id, offset);
+        } finally {
+          await fsp.rm(spool, { force: true });
+        }
+      } else {
+        await store.write(stage, id, offset);
+      }
+    } catch (error) {
+      // Our own refusals are in stage.refusal; a client that vanished has left what it sent.
+      if (!stage.refusal && raw.complete && !released.aborted) throw error;
+    } finally {
+      raw.off('close', onClose);
+      released.removeEventListener('abort', stop);
+    }
+    return (await this.#upload(id)).offset;
+  }
+
+  /** Takes back the bytes a refused PATCH brought, where the store can (local disk). */
+  async #cutBack(id: string, offset: number, stored: number): Promise<void> {
+    if (stored > offset) await this.#deps.datastore.truncate?.(id, offset);
+  }
+
+  /**
+   * Stores a finished upload as an item: from what was learnt while the bytes arrived when this
+   * process saw all of them, else by one pass over the stored bytes. The tus copy goes either way.
+   */
+  async #complete(id: string, owner: string): Promise<string> {
+    const deps = this.#deps;
+    if (!(await deps.repo.claimCompletion(id))) {
       throw new AppError('CONFLICT', 'This upload is already being completed.');
     }
-    const metadata = upload.metadata ?? {};
     try {
-      const adoptFile = this.#deps.datastore.localFile?.(upload.id);
-      const staged = await this.#deps.ingest.receive({
-        // Read in 1 MiB chunks: this pass hashes and scans the whole file before it is kept.
-        stream: adoptFile
-          ? fs.createReadStream(adoptFile, { highWaterMark: 1024 * 1024 })
-          : await this.#deps.datastore.read(upload.id),
-        adoptFile,
-        owner: state.owner,
-        filename: metadata.filename ?? undefined,
+      const upload = await this.#upload(id);
+      const metadata = visibleMetadata(upload);
+      const progress = this.#progress.get(id);
+      this.#progress.delete(id);
+      const adoptFile = deps.datastore.localFile?.(id);
+      const verified = adoptFile && progress ? await progress.finish(upload.size ?? -1) : undefined;
+      if (!verified) progress?.drop();
+      const staged = await deps.ingest.receive({
+        // Read in 1 MiB chunks when this pass has to hash and scan the whole file.
+        stream: verified
+          ? Readable.from([])
+          : adoptFile
+            ? fs.createReadStream(adoptFile, { highWaterMark: 1024 * 1024 })
+            : await deps.datastore.read(id),
+        ...(adoptFile ? { adoptFile } : {}),
+        ...(verified ? { verified } : {}),
+        owner,
+        filename: metadata.filename,
         via: 'tus',
-        reservationId: upload.id,
+        reservations: id,
       });
-      const item = await staged.commit({
-        visibility: metadata.visibility === 'public' ? 'public' : 'private',
-        tags: parseTagList(metadata.tags ?? ''),
-      });
-      // Not removed here: after this hook, tus still reads the upload back to answer a creation
-      // request (creation-with-upload), and would answer 404 if it were already gone.
-      state.finished = upload.id;
-      return { headers: { 'Media-Id': item.id } };
+      const item = await staged.commit(itemMeta(metadata));
+      await this.#removeUpload(id);
+      return item.id;
     } catch (error) {
-      await this.#discard(upload.id);
+      await this.#discard(id);
       throw error;
     }
   }
 
-  async #removeFinished(id: string): Promise<void> {
+  /**
+   * concatenation's final upload: the caller's own finished partials, in order, go through the
+   * ingest as one file. Decided in this request (201 with Media-Id, or the error), after which the
+   * partials are gone; their reservations hold the quota until the item replaces them.
+   */
+  async #concatenate(
+    owner: string,
+    urls: string[],
+    metadata: Record<string, string>,
+    headers: Record<string, string>,
+  ): Promise<number> {
+    const deps = this.#deps;
+    const ids = urls.map(uploadIdOfUrl);
+    if (ids.some((id) => id === undefined) || new Set(ids).size !== ids.length) throw invalidConcat();
+    const partials = ids as string[];
+    let total = 0;
+    for (const id of partials) {
+      // Unknown, another user's, not a partial, or unfinished: one answer for all of them.
+      if ((await deps.repo.reservationOwner(id)) !== owner) throw invalidConcat();
+      const upload = await deps.datastore.getUpload(id).catch(() => undefined);
+      if (!upload || !isPartial(upload) || upload.size === undefined || upload.offset !== upload.size) {
+        throw invalidConcat();
+      }
+      total += upload.size;
+    }
+    for (const id of partials) {
+      if (!(await deps.repo.claimCompletion(id))) {
+        throw new AppError('CONFLICT', 'These partial uploads are already being concatenated.');
+      }
+    }
+    try {
+      if (total > deps.maxUploadBytes) throw tooLarge(deps.maxUploadBytes);
+      const store = deps.datastore;
+      async function* concatenated(): AsyncGenerator<Buffer> {
+        for (const id of partials) yield* (await store.read(id)) as AsyncIterable<Buffer>;
+      }
+      const staged = await deps.ingest.receive({
+        stream: Readable.from(concatenated(), { objectMode: false }),
+        owner,
+        filename: metadata.filename,
+        via: 'tus',
+        reservations: partials,
+      });
+      const item = await staged.commit(itemMeta(metadata));
+      headers['Media-Id'] = item.id;
+    } finally {
+      for (const id of partials) await this.#discard(id);
+    }
+    headers.Location = `${TUS_PATH}/${newId()}`;
+    return 201;
+  }
+
+  async #terminate(id: string, _headers: Record<string, string>): Promise<number> {
+    await this.#upload(id);
+    await this.#discard(id);
+    return 204;
+  }
+
+  /**
+   * Runs `fn` holding the upload's lock. `released` fires when another request (on any instance,
+   * with the Redis locker) asks for the lock: a PATCH then stops reading and answers with what it
+   * stored, so the lock changes hands at once instead of after a hung request's timeout.
+   */
+  async #locked<T>(raw: IncomingMessage, id: string, fn: (released: AbortSignal) => Promise<T>): Promise<T> {
+    const lock = this.#locker.newLock(id);
+    const released = new AbortController();
+    // A client that leaves while waiting stops waiting (the socket: a bodiless request's own
+    // 'close' may come before it is answered).
+    const gone = new AbortController();
+    const onClose = () => gone.abort();
+    raw.socket.once('close', onClose);
+    try {
+      await lock.lock(gone.signal, () => released.abort());
+    } catch (error) {
+      throw new AppError('CONFLICT', 'The upload is busy with another request; try again.', { cause: error });
+    } finally {
+      raw.socket.off('close', onClose);
+    }
+    try {
+      return await fn(released.signal);
+    } finally {
+      await lock.unlock().catch((error: unknown) => {
+        this.#deps.logger.warn({ err: error, upload: id }, 'could not release an upload lock');
+      });
+    }
+  }
+
+  /** This process's single-pass state for a PATCH at `offset`, if it saw every byte before it. */
+  #progressAt(id: string, offset: number): UploadProgress | undefined {
+    const known = this.#progress.get(id);
+    if (known && known.offset === offset) return known;
+    this.#dropProgress(id);
+    if (offset !== 0) return undefined;
+    const scanner = this.#deps.scanner;
+    const fresh = new UploadProgress(this.#deps.policy, scanner.enabled ? scanner.start() : undefined);
+    this.#progress.set(id, fresh);
+    return fresh;
+  }
+
+  #dropProgress(id: string): void {
+    this.#progress.get(id)?.drop();
+    this.#progress.delete(id);
+  }
+
+  async #upload(id: string): Promise<Upload> {
+    try {
+      return await this.#deps.datastore.getUpload(id);
+    } catch (error) {
+      if (isStoreError(error) && (error.status_code === 404 || error.status_code === 410)) {
+        throw new AppError('NOT_FOUND', 'No such upload.');
+      }
+      throw error;
+    }
+  }
+
+  #expiry(upload: Upload): Date {
+    const created = Date.parse(upload.creation_date ?? '') || Date.now();
+    return new Date(created + this.#deps.expirySeconds * 1000);
+  }
+
+  async #removeUpload(id: string): Promise<void> {
     await this.#deps.datastore.remove(id).catch((error: unknown) => {
       this.#deps.logger.warn({ err: error, upload: id }, 'could not remove a finished tus upload');
     });
   }
 
+  /** Removes the upload and its reservation: terminated, refused, expired or concatenated. */
   async #discard(id: string): Promise<void> {
+    this.#dropProgress(id);
     await this.#deps.datastore.remove(id).catch(() => undefined);
     await this.#deps.repo.release(id);
   }
 
-  #state(req: Request): RequestState {
-    const state = this.#requests.get(req);
-    if (!state) throw new Error('tus request without a caller');
-    return state;
+  #asAppError(error: unknown): AppError {
+    if (isAppError(error)) return error;
+    if (isStoreError(error) && error.status_code < 500) {
+      return new AppError(error.status_code === 404 ? 'NOT_FOUND' : 'BAD_REQUEST', error.body.trim());
+    }
+    this.#deps.logger.error({ err: error }, 'resumable upload failed');
+    return new AppError('INTERNAL', undefined, { cause: error });
   }
 
   /** Removes expired unfinished uploads (their reservations lapse by themselves). */
   async sweepExpired(): Promise<number> {
-    return this.server.cleanUpExpiredUploads();
+    const removed = await this.#deps.datastore.deleteExpired();
+    for (const [id] of this.#progress) {
+      if (!(await this.#deps.repo.reservationOwner(id))) this.#dropProgress(id);
+    }
+    return removed;
   }
 }
 
-function headersOf(raw: IncomingMessage): Headers {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(raw.headers)) {
-    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+/** Upload-Metadata, keeping the keys we know and checking the ones we act on. */
+function clientMetadata(header: string | string[] | undefined): Record<string, string> {
+  const metadata = Object.fromEntries(
+    Object.entries(parseMetadata(header)).filter(([key]) => KNOWN_METADATA.includes(key)),
+  );
+  const visibility = metadata.visibility ?? 'private';
+  if (visibility !== 'private' && visibility !== 'public') {
+    throw validationFailed({ path: 'metadata.visibility', message: 'must be private or public' });
   }
-  return headers;
+  parseTagList(metadata.tags ?? '');
+  return metadata;
+}
+
+function visibleMetadata(upload: Upload): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(upload.metadata ?? {}).filter(
+      (entry): entry is [string, string] => KNOWN_METADATA.includes(entry[0]) && typeof entry[1] === 'string',
+    ),
+  );
+}
+
+function itemMeta(metadata: Record<string, string>): { visibility: 'public' | 'private'; tags: string[] } {
+  return {
+    visibility: metadata.visibility === 'public' ? 'public' : 'private',
+    tags: parseTagList(metadata.tags ?? ''),
+  };
+}
+
+function isPartial(upload: Upload): boolean {
+  return upload.metadata?.[PARTIAL_KEY] === 'partial';
+}
+
+/** The id in a partial's URL (absolute path or URL, as Location gave it), from its path alone. */
+function uploadIdOfUrl(url: string): string | undefined {
+  let pathname: string;
+  try {
+    pathname = new URL(url, 'http://stowage.invalid').pathname;
+  } catch {
+    return undefined;
+  }
+  const prefix = `${TUS_PATH}/`;
+  if (!pathname.startsWith(prefix)) return undefined;
+  const id = pathname.slice(prefix.length);
+  return ID_RE.test(id) ? id : undefined;
+}
+
+function isStoreError(error: unknown): error is { status_code: number; body: string } {
+  const e = error as { status_code?: unknown; body?: unknown } | null;
+  return typeof e?.status_code === 'number' && typeof e.body === 'string';
 }
