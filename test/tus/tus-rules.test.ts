@@ -81,7 +81,8 @@ describe('discovery and creation', () => {
   });
 
   test('a creation with neither Upload-Length nor Upload-Defer-Length, or with both, is refused', async () => {
-    for (const headers of [{}, { 'upload-length': '10', 'upload-defer-length': '1' }]) {
+    const cases: Record<string, string>[] = [{}, { 'upload-length': '10', 'upload-defer-length': '1' }];
+    for (const headers of cases) {
       const res = await app.request('POST', TUS, { headers: { ...TUS_HEADER, ...headers } });
       await expectError(res, 400, 'VALIDATION_FAILED');
     }
