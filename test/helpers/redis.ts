@@ -13,6 +13,7 @@ let told = false;
 export const REDIS_DB = {
   redisUnit: 11,
   multiInstance: 12,
+  tusHandover: 7,
 } as const;
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */
