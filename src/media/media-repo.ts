@@ -2,7 +2,7 @@ import { sql, type Transaction } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { Database, MediaTable } from '../db/schema.ts';
 import { AppError } from '../errors.ts';
-import type { MediaKind } from '../uploads/file-types.ts';
+import type { MediaKind } from './media-kind.ts';
 
 export type Visibility = 'private' | 'public';
 

@@ -1,12 +1,12 @@
 import type { BlobStore } from '../storage/blob-store.ts';
 import { AppError, validationFailed } from '../errors.ts';
-import type { Caller } from '../http/caller.ts';
-import type { MediaKind } from '../uploads/file-types.ts';
+import type { Caller } from '../auth/caller.ts';
+import type { MediaKind } from './media-kind.ts';
 import { sanitizeFilename } from './filename.ts';
 import { SORTS, type MediaRecord, type MediaRepo, type SortKey, type Visibility } from './media-repo.ts';
 import type { Signer } from './signing.ts';
 import { normalizeTags } from './tags.ts';
-import { blobKey } from '../uploads/ingest.ts';
+import { originalKey, renditionsPrefix } from '../storage/key-layout.ts';
 import type { InvalidationBus } from '../util/invalidation-bus.ts';
 
 export interface ListParams {
@@ -17,10 +17,6 @@ export interface ListParams {
   tag?: string;
   q?: string;
   owner?: string;
-}
-
-export function thumbnailPrefix(id: string): string {
-  return `thumbs/${id}/`;
 }
 
 /**
@@ -132,8 +128,8 @@ export class MediaService {
     if (!deleted) throw new AppError('NOT_FOUND', 'No such media item.');
     // A failure here leaves an orphan blob, which the sweeper removes; the item is already gone.
     await Promise.allSettled([
-      this.#storage.delete(blobKey(id)),
-      this.#storage.deletePrefix(thumbnailPrefix(id)),
+      this.#storage.delete(originalKey(id)),
+      this.#storage.deletePrefix(renditionsPrefix(id)),
     ]);
   }
 

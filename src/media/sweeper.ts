@@ -4,7 +4,13 @@ import type { Logger } from 'pino';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { SessionService } from '../auth/sessions.ts';
 import type { MediaRepo } from './media-repo.ts';
-import { thumbnailPrefix } from './media-service.ts';
+import {
+  ORIGINALS_PREFIX,
+  RENDITIONS_PREFIX,
+  idOfOriginalKey,
+  idOfRenditionKey,
+  renditionsPrefix,
+} from '../storage/key-layout.ts';
 
 export interface SweeperDeps {
   storage: BlobStore;
@@ -58,21 +64,15 @@ export class Sweeper {
       [
         'orphaned blobs',
         () =>
-          this.#orphans(
-            'media/',
-            (key) => key.split('/')[2],
-            async (_id, keys) => {
-              for (const key of keys) await storage.delete(key);
-            },
-          ),
+          this.#orphans(ORIGINALS_PREFIX, idOfOriginalKey, async (_id, keys) => {
+            for (const key of keys) await storage.delete(key);
+          }),
       ],
       [
         'orphaned renditions',
         () =>
-          this.#orphans(
-            'thumbs/',
-            (key) => key.split('/')[1],
-            (id) => storage.deletePrefix(thumbnailPrefix(id)),
+          this.#orphans(RENDITIONS_PREFIX, idOfRenditionKey, (id) =>
+            storage.deletePrefix(renditionsPrefix(id)),
           ),
       ],
       ['spool files', () => this.#spool(cutoff)],

@@ -1,8 +1,6 @@
 import { fileTypeFromBuffer } from 'file-type';
 import { AppError } from '../errors.ts';
 
-export type MediaKind = 'image' | 'video' | 'audio' | 'document';
-
 /** How many leading bytes the type is decided from. */
 export const SNIFF_BYTES = 4100; // file-type's own "reasonable detection size"
 
@@ -99,13 +97,6 @@ export class TypeDecider {
     this.#type = type;
     return type;
   }
-}
-
-export function kindOf(mime: string): MediaKind {
-  if (mime.startsWith('image/')) return 'image';
-  if (mime.startsWith('video/')) return 'video';
-  if (mime.startsWith('audio/')) return 'audio';
-  return 'document';
 }
 
 /** Allow-list with `type/*` wildcards. Script-capable types are refused even if configured. */

@@ -5,11 +5,13 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, BlobWriter } from '../storage/blob-store.ts';
 import { AdoptingWriter } from './adopting-writer.ts';
+import { originalKey } from '../storage/key-layout.ts';
 import type { Scanner, ScanSession, ScanVerdict } from '../scan/scanner.ts';
 import type { ImageProcessor } from '../images/image-processor.ts';
 import { AppError, isAppError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import { kindOf, type TypePolicy } from './file-types.ts';
+import type { TypePolicy } from './file-types.ts';
+import { kindOf } from '../media/media-kind.ts';
 import { sanitizeFilename } from '../media/filename.ts';
 import type { MediaRecord, MediaRepo, Reservations, Visibility } from '../media/media-repo.ts';
 import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
@@ -67,10 +69,6 @@ export interface StagedUpload {
   discard(): Promise<void>;
 }
 
-export function blobKey(id: string): string {
-  return `media/${id.slice(0, 2)}/${id}`;
-}
-
 /**
  * The one ingest pipeline for every upload path. The bytes pass once: type sniffed from the first
  * bytes (415 before anything is stored), then counted, hashed, scanned and written side by side.
@@ -94,7 +92,7 @@ export class Ingest {
       return this.#receiveVerified(source, source.adoptFile, source.verified);
     const deps = this.#deps;
     const id = newId();
-    const key = blobKey(id);
+    const key = originalKey(id);
     const used = deps.quotaBytes === null ? 0 : await deps.repo.usedBytes(source.owner, source.reservations);
     const sniffer = new TypeSniffer(deps.policy);
     const meter = new Meter({
@@ -162,7 +160,7 @@ export class Ingest {
   async #receiveVerified(source: IngestSource, file: string, verified: VerifiedFile): Promise<StagedUpload> {
     const deps = this.#deps;
     const id = newId();
-    const writer = new AdoptingWriter(deps.storage, blobKey(id), file);
+    const writer = new AdoptingWriter(deps.storage, originalKey(id), file);
     const cleanup = () => writer.abort();
     try {
       if (verified.size > deps.maxUploadBytes) throw tooLarge(deps.maxUploadBytes);

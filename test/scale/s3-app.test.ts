@@ -4,7 +4,7 @@ import { S3Client, CreateMultipartUploadCommand, UploadPartCommand } from '@aws-
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.ts';
 import { startS3Server, type TestS3Server } from '../helpers/s3.ts';
-import { blobKey } from '../../src/uploads/ingest.ts';
+import { originalKey as blobKey } from '../../src/storage/key-layout.ts';
 import {
   MiB,
   bucketContents,

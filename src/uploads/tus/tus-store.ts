@@ -3,6 +3,7 @@ import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
 import type { Config } from '../../config.ts';
+import { uploadsDirectory } from '../../storage/key-layout.ts';
 import type { ReadableDataStore } from './tus-uploads.ts';
 
 /** Where unfinished resumable uploads live: in the same kind of storage as the blobs. */
@@ -29,7 +30,7 @@ export async function createTusStore(config: Config): Promise<ReadableDataStore>
       },
     });
   }
-  const directory = path.join(config.dataDir, 'uploads');
+  const directory = uploadsDirectory(config.dataDir);
   await fs.mkdir(directory, { recursive: true, mode: 0o700 });
   return new LocalUploadStore({ directory, expirationPeriodInMilliseconds });
 }
