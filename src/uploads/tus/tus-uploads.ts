@@ -62,6 +62,8 @@ export interface TusDeps {
 export const TUS_PATH = '/api/media/uploads';
 const ID_RE = /^[A-Za-z0-9_-]{22}$/;
 const KNOWN_METADATA = ['filename', 'filetype', 'visibility', 'tags'];
+/** Uploads in progress that keep a scan open while their bytes arrive (see #progressAt). */
+const MAX_OPEN_SCANS = 4;
 /** Our own record of a partial upload in the store's metadata; never shown as Upload-Metadata. */
 const PARTIAL_KEY = 'stowage-concat';
 
@@ -517,7 +519,11 @@ export class TusUploads {
     this.#dropProgress(id);
     if (offset !== 0) return undefined;
     const scanner = this.#deps.scanner;
-    const fresh = new UploadProgress(this.#deps.policy, scanner.enabled ? scanner.start() : undefined);
+    // Each open scan holds one of clamd's threads (MaxThreads, 10 by default) for as long as the
+    // upload lasts: only a few uploads get one, the others are scanned in one pass at completion.
+    const open = [...this.#progress.values()].filter((p) => p.scanning).length;
+    const scan = scanner.enabled && open < MAX_OPEN_SCANS ? scanner.start() : undefined;
+    const fresh = new UploadProgress(this.#deps.policy, scanner.enabled, scan);
     this.#progress.set(id, fresh);
     return fresh;
   }

@@ -19,11 +19,22 @@ export class UploadProgress {
   readonly #scan: ScanSession | undefined;
   #scanLost = false;
 
-  constructor(policy: TypePolicy, scan: ScanSession | undefined) {
+  /**
+   * `scan` is the open scan when scanning is on; scanning on without one (no scan could be
+   * spared for this upload) means the completion reads the file once for the scanner.
+   */
+  constructor(policy: TypePolicy, scanning: boolean, scan: ScanSession | undefined) {
     this.type = new TypeDecider(policy);
     this.#scan = scan;
-    // A scanner that gives up between PATCHes (clamd's idle timeout) only costs the fast path.
+    this.#scanLost = scanning && !scan;
+    // A scanner that gives up between PATCHes (clamd's own read timeout closes an idle stream)
+    // only costs the fast path: the completion then scans the stored bytes, failing closed.
     scan?.stream.on('error', () => (this.#scanLost = true));
+    scan?.verdict().catch(() => (this.#scanLost = true));
+  }
+
+  get scanning(): boolean {
+    return this.#scan !== undefined && !this.#scan.stream.destroyed;
   }
 
   /** The scan's input while it is still usable; undefined once it failed. */
@@ -32,7 +43,7 @@ export class UploadProgress {
   }
 
   get intact(): boolean {
-    return !this.#scan || !this.#scanLost;
+    return !this.#scanLost;
   }
 
   /**
@@ -48,11 +59,16 @@ export class UploadProgress {
     let verdict: ScanVerdict = { clean: true };
     if (this.#scan) {
       const scan = this.#scan;
-      await new Promise<void>((resolve, reject) => {
-        scan.stream.once('error', reject);
-        scan.stream.end(() => resolve());
-      });
-      verdict = await scan.verdict();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          scan.stream.once('error', reject);
+          scan.stream.end(() => resolve());
+        });
+        verdict = await scan.verdict();
+      } catch {
+        // Lost on the way: the one pass over the stored bytes asks the scanner again.
+        return undefined;
+      }
     }
     return { size, sha256: this.hash.digest('hex'), mime: type.mime, verdict };
   }
