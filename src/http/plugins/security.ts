@@ -11,6 +11,7 @@ export const EXPOSED_HEADERS = [
   'Upload-Expires',
   'Upload-Metadata',
   'Upload-Defer-Length',
+  'Upload-Concat',
   'Tus-Resumable',
   'Tus-Version',
   'Tus-Extension',
