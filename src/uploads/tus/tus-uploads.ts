@@ -274,7 +274,14 @@ export class TusUploads {
     }
     const progress = isPartial(upload) ? undefined : this.#progressAt(id, offset);
     const stage = new PatchStage({ limit, limitError, checksum, progress });
-    const stored = await this.#receive(raw, id, offset, stage, checksum, released);
+    let stored: number;
+    try {
+      stored = await this.#receive(raw, id, offset, stage, checksum, released);
+    } catch (error) {
+      // The stage may have fed the scan and the type check bytes that were never stored.
+      this.#dropProgress(id);
+      throw error;
+    }
 
     if (stage.refusal) {
       this.#dropProgress(id);

@@ -127,7 +127,10 @@ export class PatchStage extends Transform {
     this.#hash.update(chunk);
     const scan = progress.scanStream;
     const scanned = scan && !scan.write(chunk) ? drained(scan) : undefined;
-    const typed = progress.type.decided ? undefined : progress.type.push(chunk);
+    // Once decided, the head the type was read from is let go (it may be a whole 1 MiB chunk).
+    const typed = progress.type.decided
+      ? undefined
+      : progress.type.push(chunk)?.then(() => progress.type.takeHead());
     if (!scanned && !typed) return done(null, chunk);
     Promise.all([scanned, typed]).then(
       () => done(null, chunk),
