@@ -25,7 +25,8 @@ const requestStarts = new Map<unknown, number>();
 await new Promise<void>((resolve, reject) => {
   const upload = new tus.Upload(parallelUploads > 1 ? fs.readFileSync(file!) : fs.createReadStream(file!), {
     endpoint: endpoint!,
-    uploadSize: size,
+    // A stream needs its size; a buffer (parallel uploads, which must slice it) has one.
+    ...(parallelUploads > 1 ? {} : { uploadSize: size }),
     chunkSize: Number(chunk),
     ...(parallelUploads > 1 ? { parallelUploads } : {}),
     headers: { Authorization: `Bearer ${token}` },
