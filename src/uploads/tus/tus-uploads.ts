@@ -127,6 +127,9 @@ export class TusUploads {
       else if (method === 'DELETE' && id !== undefined)
         status = await this.#locked(raw, id, () => this.#terminate(id, headers));
       else throw new AppError('METHOD_NOT_ALLOWED');
+      // A PATCH that let go of its lock (or whose client went quiet) answers before its body
+      // ended: the connection cannot carry another request.
+      if (!raw.complete && (method === 'PATCH' || method === 'POST')) headers.Connection = 'close';
       return { status, headers, error: undefined };
     } catch (error) {
       const appError = this.#asAppError(error);
