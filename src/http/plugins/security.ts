@@ -40,6 +40,8 @@ const ALLOWED_HEADERS = [
   'Upload-Defer-Length',
   'Upload-Concat',
   'Upload-Checksum',
+  'Upload-Complete',
+  'Upload-Draft-Interop-Version',
   'X-HTTP-Method-Override',
   'X-Requested-With',
   'X-Request-Id',

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.ts';
 import { callerOf } from '../plugins/authenticate.ts';
-import { isOffsetStream } from '../../uploads/tus/tus-headers.ts';
+import { PARTIAL_UPLOAD, isUploadBody } from '../../uploads/tus/tus-headers.ts';
 import { TUS_PATH, type TusOutcome, type TusUploads } from '../../uploads/tus/tus-uploads.ts';
 
 const tags = ['uploads'];
@@ -20,7 +20,7 @@ function send(reply: FastifyReply, { status, headers, error }: TusOutcome): Fast
 async function offsetStreamOnly(request: FastifyRequest): Promise<void> {
   const contentType = request.headers['content-type'];
   const required = request.method === 'PATCH' || (request.method === 'POST' && contentType !== undefined);
-  if (required && !isOffsetStream(contentType)) {
+  if (required && !isUploadBody(request.headers)) {
     throw new AppError(
       'UNSUPPORTED_MEDIA_TYPE',
       'tus bytes must be sent as application/offset+octet-stream.',
@@ -34,7 +34,9 @@ async function offsetStreamOnly(request: FastifyRequest): Promise<void> {
 /** Upload requests: every one needs the caller's token, and only the creator can see an upload. */
 export async function tusRoutes(app: FastifyInstance, tus: TusUploads): Promise<void> {
   // The bytes go to tus untouched: Fastify must not read or buffer the body.
-  app.addContentTypeParser('application/offset+octet-stream', (_request, _payload, done) => done(null));
+  app.addContentTypeParser(['application/offset+octet-stream', PARTIAL_UPLOAD], (_request, _payload, done) =>
+    done(null),
+  );
 
   app.post(
     TUS_PATH,

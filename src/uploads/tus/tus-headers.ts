@@ -28,6 +28,35 @@ export function isOffsetStream(contentType: string | undefined): boolean {
   return contentType?.split(';')[0]?.trim().toLowerCase() === OFFSET_STREAM;
 }
 
+/**
+ * tus-js-client's `protocol: 'ietf-draft-05'` (draft-ietf-httpbis-resumable-upload-05, interop
+ * version 6) speaks tus's requests with the draft's headers: `Upload-Draft-Interop-Version: 6`
+ * instead of `Tus-Resumable`, bodies as `application/partial-upload`, and `Upload-Complete`.
+ * It is served by the same handler, with the same checks.
+ */
+export const IETF_INTEROP_VERSION = '6';
+export const PARTIAL_UPLOAD = 'application/partial-upload';
+
+export function isIetfDraft(headers: Record<string, string | string[] | undefined>): boolean {
+  return headers['upload-draft-interop-version'] === IETF_INTEROP_VERSION;
+}
+
+/** Whether the request's body is upload bytes in the content type its protocol uses. */
+export function isUploadBody(headers: Record<string, string | string[] | undefined>): boolean {
+  const contentType = headers['content-type'];
+  if (typeof contentType !== 'string') return false;
+  if (isOffsetStream(contentType)) return true;
+  return isIetfDraft(headers) && contentType.split(';')[0]?.trim().toLowerCase() === PARTIAL_UPLOAD;
+}
+
+/** The draft's `Upload-Complete: ?0|?1` (an RFC 8941 boolean); the length still comes from Upload-Length. */
+export function parseUploadComplete(value: string | string[] | undefined): boolean | undefined {
+  const text = single('Upload-Complete', value);
+  if (text === undefined) return undefined;
+  if (text !== '?0' && text !== '?1') throw malformed('Upload-Complete', 'must be ?0 or ?1');
+  return text === '?1';
+}
+
 type HeaderValue = string | string[] | undefined;
 
 function single(name: string, value: HeaderValue): string | undefined {

@@ -18,16 +18,19 @@ import type { Ingest } from '../ingest.ts';
 import { tooLarge } from '../stream-stages.ts';
 import {
   CHECKSUM_ALGORITHMS,
+  IETF_INTEROP_VERSION,
   TUS_EXTENSIONS,
   TUS_VERSION,
   formatMetadata,
   invalidConcat,
-  isOffsetStream,
+  isIetfDraft,
+  isUploadBody,
   parseChecksum,
   parseConcat,
   parseDeferLength,
   parseMetadata,
   parseSize,
+  parseUploadComplete,
   type Checksum,
 } from './tus-headers.ts';
 import { PatchStage, UploadProgress } from './upload-progress.ts';
@@ -115,10 +118,13 @@ export class TusUploads {
       if (id !== undefined && !ID_RE.test(id)) throw new AppError('NOT_FOUND', 'No such upload.');
       if (method === 'OPTIONS')
         return { status: 204, headers: { ...headers, ...this.#discovery() }, error: undefined };
-      if (raw.headers['tus-resumable'] !== TUS_VERSION) {
+      const ietf = isIetfDraft(raw.headers);
+      if (ietf) headers['Upload-Draft-Interop-Version'] = IETF_INTEROP_VERSION;
+      if (!ietf && raw.headers['tus-resumable'] !== TUS_VERSION) {
         headers['Tus-Version'] = TUS_VERSION;
         throw new AppError('PRECONDITION_FAILED', `Tus-Resumable must be ${TUS_VERSION}.`);
       }
+      if (ietf) parseUploadComplete(raw.headers['upload-complete']);
       let status: number;
       if (method === 'POST' && id === undefined) status = await this.#create(raw, owner, headers);
       else if (method === 'HEAD' && id !== undefined)
@@ -164,7 +170,7 @@ export class TusUploads {
       );
     }
     if (length !== undefined && length > deps.maxUploadBytes) throw tooLarge(deps.maxUploadBytes);
-    const carriesBytes = isOffsetStream(raw.headers['content-type']);
+    const carriesBytes = isUploadBody(raw.headers);
     const checksum = parseChecksum(raw.headers['upload-checksum']);
     const id = newId();
     const created = Date.now();
