@@ -511,13 +511,14 @@ export class TusUploads {
     // 'close' may come before it is answered).
     const gone = new AbortController();
     const onClose = () => gone.abort();
-    raw.socket.once('close', onClose);
+    const socket = raw.socket as IncomingMessage['socket'] | null;
+    socket?.once('close', onClose);
     try {
       await lock.lock(gone.signal, () => released.abort());
     } catch (error) {
       throw new AppError('CONFLICT', 'The upload is busy with another request; try again.', { cause: error });
     } finally {
-      raw.socket.off('close', onClose);
+      socket?.off('close', onClose);
     }
     try {
       return await fn(released.signal);

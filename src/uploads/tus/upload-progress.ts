@@ -34,7 +34,7 @@ export class UploadProgress {
   }
 
   get scanning(): boolean {
-    return this.#scan !== undefined && !this.#scan.stream.destroyed;
+    return this.#scan !== undefined && !this.#scanLost && !this.#scan.stream.destroyed;
   }
 
   /** The scan's input while it is still usable; undefined once it failed. */
