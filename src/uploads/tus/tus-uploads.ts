@@ -374,17 +374,21 @@ export class TusUploads {
     released.addEventListener('abort', stop, { once: true });
     if (released.aborted) stop();
     else raw.pipe(stage);
+    // What the store says it holds after a write that went through; asked again otherwise.
+    let written: number | undefined;
     try {
       if (checksum && !store.truncate) {
         const spool = path.join(this.#deps.spoolDir, `${id}.${crypto.randomUUID()}.patch`);
         try {
           await pipeline(stage, fs.createWriteStream(spool, { flags: 'wx', mode: 0o600 }));
-          if (stage.checksumMatches) await store.write(fs.createReadStream(spool), id, offset);
+          written = stage.checksumMatches
+            ? await store.write(fs.createReadStream(spool), id, offset)
+            : offset;
         } finally {
           await fsp.rm(spool, { force: true });
         }
       } else {
-        await store.write(stage, id, offset);
+        written = await store.write(stage, id, offset);
       }
     } catch (error) {
       // Our own refusals are in stage.refusal; a client that vanished has left what it sent.
@@ -393,7 +397,7 @@ export class TusUploads {
       raw.off('close', onClose);
       released.removeEventListener('abort', stop);
     }
-    return (await this.#upload(id)).offset;
+    return written ?? (await this.#upload(id)).offset;
   }
 
   /** Takes back the bytes a refused PATCH brought, where the store can (local disk). */
