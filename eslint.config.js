@@ -1,6 +1,42 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/**
+ * The direction of imports between the folders of src/ (docs/architecture.md, "Layers"):
+ * http → uploads → media/auth → db, storage, scan, images, cluster → util. A folder may import
+ * from the folders below it and never from one above; the top-level wiring (app.ts, services.ts,
+ * main.ts) is imported by nothing in a folder.
+ */
+const WIRING = ['app', 'services', 'main'];
+const ABOVE = {
+  util: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
+  db: ['auth', 'cli', 'cluster', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
+  storage: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'uploads'],
+  scan: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'storage', 'uploads'],
+  images: ['auth', 'cli', 'cluster', 'db', 'http', 'media', 'scan', 'storage', 'uploads'],
+  cluster: ['auth', 'cli', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
+  auth: ['cli', 'cluster', 'http', 'media', 'uploads'],
+  media: ['cli', 'cluster', 'http', 'uploads'],
+  uploads: ['cli', 'cluster', 'http'],
+  http: ['cli', 'cluster'],
+};
+const layers = Object.entries(ABOVE).map(([folder, above]) => ({
+  files: [`src/${folder}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          {
+            regex: `^(\\.\\./)+((${above.join('|')})/|(${WIRING.join('|')})\\.ts$)`,
+            message: `src/${folder}/ must not import from a layer above it (docs/architecture.md, "Layers").`,
+          },
+        ],
+      },
+    ],
+  },
+}));
+
 export default tseslint.config(
   { ignores: ['node_modules/', '.tools/', 'data/', 'coverage/', 'bench/results/', '.scratch/'] },
   js.configs.recommended,
@@ -23,6 +59,7 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
     },
   },
+  ...layers,
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {

@@ -31,7 +31,7 @@ interface Group {
 }
 
 const GROUPS: Group[] = [
-  { name: 'uploads and downloads', figures: ['1', '2', '3', '4'], run: transferFigures },
+  { name: 'uploads and downloads', figures: ['1', '2', '2b', '2c', '3', '4'], run: transferFigures },
   { name: 'scanning', figures: ['9'], run: scanFigures },
   { name: 'requests per second', figures: ['5', '7b'], run: requestFigures },
   { name: 'first thumbnail', figures: ['7a'], run: thumbnailFigures },

@@ -23,16 +23,16 @@ import { ClamdScanner } from './scan/clamd.ts';
 import { DisabledScanner } from './scan/disabled.ts';
 import { ImageProcessor } from './images/image-processor.ts';
 import { MediaRepo } from './media/media-repo.ts';
-import { Ingest } from './media/ingest.ts';
+import { Ingest } from './uploads/ingest.ts';
 import { MediaService } from './media/media-service.ts';
-import { TypePolicy } from './media/file-types.ts';
+import { TypePolicy } from './uploads/file-types.ts';
 import { Signer } from './media/signing.ts';
 import { loadHmacKey } from './auth/keys.ts';
 import { Sweeper, type SweepScheduler } from './media/sweeper.ts';
 import { ScratchLease } from './storage/scratch.ts';
-import { TusUploads } from './http/tus/tus-uploads.ts';
+import { TusUploads } from './uploads/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
-import { createTusStore } from './storage/tus-store.ts';
+import { createTusStore } from './uploads/tus/tus-store.ts';
 import type { Locker } from '@tus/utils';
 import type { Clock } from './util/clock.ts';
 import { MemoryLocker } from './cluster/memory-locker.ts';
@@ -209,6 +209,8 @@ export async function createServices(
       ingest,
       repo,
       policy,
+      scanner,
+      spoolDir,
       maxUploadBytes: config.maxUploadBytes,
       quotaBytes: config.quotaBytes,
       expirySeconds: config.uploadExpiry,

@@ -6,6 +6,11 @@ export interface TransferSeries {
   upBare: Measure;
   tus: Measure;
   tusBare: Measure;
+  tusParallel: Measure;
+  tusLast: Measure;
+  tusChunk: Measure;
+  rssTusLargest: Measure;
+  rssTusSmall: Measure;
   down: Measure;
   accel: Measure;
   nginx: Measure;
@@ -56,6 +61,27 @@ export function transferDefinitions(
       a: s.tus,
       b: s.tusBare,
       target: { on: 'ratio', op: '>=', value: 0.85 },
+    },
+    {
+      id: '2b',
+      title: `tus upload of ${size.main}, parallelUploads 4 vs one stream`,
+      how:
+        `A: figure 2's upload with tus-js-client's \`parallelUploads: 4\` (four partial uploads sent at ` +
+        `once, then one concatenation POST that stores the file; the client reads the file into memory ` +
+        `first, outside the timed part). B: figure 2's A of the same round. ${fresh}`,
+      a: s.tusParallel,
+      b: s.tus,
+    },
+    {
+      id: '2c',
+      title: `tus: the completing PATCH of ${size.main} vs one 8 MiB PATCH`,
+      how:
+        "A: seconds of figure 2's completing PATCH (its last 8 MiB, then the completion of the whole file: " +
+        'checks, commit, Media-Id). B: the median seconds of the other PATCHes of the same upload (8 MiB each). ' +
+        'The difference is the time from the last byte to the answer.',
+      a: s.tusLast,
+      b: s.tusChunk,
+      target: { on: 'ratio', op: '<=', value: 3 },
     },
     {
       id: '3',
@@ -118,6 +144,14 @@ export function transferDefinitions(
       how: `A: Stowage's VmHWM over the /content download of ${size.largest}; B: the same with ${size.small}.`,
       a: s.rssDownLargest,
       b: s.rssDownSmall,
+      target: { on: 'ratio', op: '<=', value: 1.1 },
+    },
+    {
+      id: '4h',
+      title: `peak RSS flat with file size: tus upload ${size.largest} vs ${size.small}`,
+      how: `A: Stowage's VmHWM over figure 2's tus upload of ${size.largest}; B: the same with ${size.small}.`,
+      a: s.rssTusLargest,
+      b: s.rssTusSmall,
       target: { on: 'ratio', op: '<=', value: 1.1 },
     },
     {

@@ -13,7 +13,7 @@ import {
   type Server,
   type Stowage,
 } from '../lib/servers.ts';
-import { alternate, rotate, type Figure, type Measure } from '../lib/stats.ts';
+import { alternate, median, rotate, type Figure, type Measure } from '../lib/stats.ts';
 import { startNginx as startFrontNginx } from '../../test/helpers/nginx.ts';
 import { transferDefinitions, type TransferSeries } from './transfer-defs.ts';
 
@@ -57,25 +57,46 @@ function bareUploadOf(ctx: Ctx, send: typeof uploadForm, file: string): Promise<
   });
 }
 
-/** tus-js-client, in its own process, to a fresh Stowage; MB/s. The item is deleted after. */
-function stowageTus(ctx: Ctx, file: string): Promise<FreshRun<number>> {
+interface TusRun {
+  mbps: number;
+  /** Seconds of the completing request (its last chunk and the completion of the whole file). */
+  lastSeconds: number;
+  /** Median seconds of the other PATCHes (one chunk each). */
+  chunkSeconds: number;
+}
+
+/**
+ * tus-js-client, in its own process, to a fresh Stowage, over `parallel` concatenated partial
+ * uploads (1: one plain upload); MB/s and request times. The item is deleted after.
+ */
+function stowageTus(ctx: Ctx, file: string, parallel = 1): Promise<FreshRun<TusRun>> {
   let id = '';
   return fresh(
     stowage(ctx),
     async (s: Stowage) => {
       const client = path.join(BENCH, 'lib', 'tus-client.ts');
-      const args = [client, `${s.url}/api/media/uploads`, await s.login(), file, String(TUS_CHUNK)];
+      const args = [
+        client,
+        `${s.url}/api/media/uploads`,
+        await s.login(),
+        file,
+        String(TUS_CHUNK),
+        String(parallel),
+      ];
       const out = JSON.parse((await runOk(process.execPath, args)).stdout) as {
         mediaId?: string;
         seconds: number;
         lastSeconds: number;
+        patchSeconds: number[];
       };
       if (!out.mediaId) throw new Error('tus upload finished without a Media-Id');
       id = out.mediaId;
+      const chunkSeconds = median(out.patchSeconds);
       ctx.log(
-        `[2] tus: ${out.seconds.toFixed(2)} s, of which the completing PATCH ${out.lastSeconds.toFixed(2)} s`,
+        `[2] tus ×${parallel}: ${out.seconds.toFixed(2)} s, completing request ${out.lastSeconds.toFixed(2)} s, ` +
+          `median PATCH ${chunkSeconds.toFixed(3)} s`,
       );
-      return mbps(sizeOf(file), out.seconds);
+      return { mbps: mbps(sizeOf(file), out.seconds), lastSeconds: out.lastSeconds, chunkSeconds };
     },
     async (s) => deleteMedia(s, await s.login(), id),
   );
@@ -131,6 +152,11 @@ function series(ctx: Ctx): TransferSeries {
     upBare: m('bare pipe+SHA-256', 'MB/s'),
     tus: m('Stowage tus', 'MB/s'),
     tusBare: m('bare pipe+SHA-256 (curl -T)', 'MB/s'),
+    tusParallel: m('Stowage tus, parallelUploads 4', 'MB/s'),
+    tusLast: m('completing PATCH', 's'),
+    tusChunk: m('one 8 MiB PATCH (median)', 's'),
+    rssTusLargest: m(`Stowage tus, ${large}`, 'MiB'),
+    rssTusSmall: m(`Stowage tus, ${small}`, 'MiB'),
     down: m('Stowage', 'MB/s'),
     accel: m('nginx + Stowage (X-Accel-Redirect)', 'MB/s'),
     nginx: m('nginx sendfile', 'MB/s'),
@@ -176,9 +202,22 @@ async function round(ctx: Ctx, nginx: Server, r: number, s: TransferSeries): Pro
     () => stowageTus(ctx, main),
     () => bareUploadOf(ctx, uploadRaw, main),
   );
-  push(s.tus, tus.result);
+  push(s.tus, tus.result.mbps);
   push(s.tusBare, tusBare.result);
-  ctx.log(`[2] ${label}: tus ${n(tus.result)} MB/s, bare ${n(tusBare.result)} MB/s`);
+  push(s.tusLast, tus.result.lastSeconds);
+  push(s.tusChunk, tus.result.chunkSeconds);
+  ctx.log(`[2] ${label}: tus ${n(tus.result.mbps)} MB/s, bare ${n(tusBare.result)} MB/s`);
+
+  // Figure 2b: the same upload over 4 parallel partial uploads (concatenation), after figure 2's.
+  const tusParallel = await stowageTus(ctx, main, 4);
+  push(s.tusParallel, tusParallel.result.mbps);
+  ctx.log(`[2b] ${label}: tus ×4 ${n(tusParallel.result.mbps)} MB/s`);
+
+  // Figure 4h: peak RSS of the tus path, small file vs the largest.
+  const tusSmall = await stowageTus(ctx, ctx.files.small);
+  const tusLargest = ctx.files.largest === main ? tus : await stowageTus(ctx, ctx.files.largest);
+  push(s.rssTusSmall, tusSmall.peakRssMiB);
+  push(s.rssTusLargest, tusLargest.peakRssMiB);
 
   // Figures 3, 3b, 3c and 4b: the item figure 1 stored through nginx with X-Accel-Redirect and
   // streamed by Stowage, then the same file from nginx and the bare server; deleted after.

@@ -24,7 +24,7 @@ export async function describeMachine(tmp: string): Promise<string[]> {
     `OS: ${distro}, Linux ${os.release()}`,
     `Scratch disk: ${df[1] ?? '?'} filesystem on ${df[0] ?? '?'} (${df[2] ?? '?'})`,
     `Node ${process.versions.node}; fastify ${pkg('fastify')}, @fastify/multipart ${pkg('@fastify/multipart')}, ` +
-      `@tus/server ${pkg('@tus/server')}, tus-js-client ${pkg('tus-js-client')}`,
+      `@tus/file-store ${pkg('@tus/file-store')}, tus-js-client ${pkg('tus-js-client')}`,
     `sharp ${sharp.versions.sharp ?? pkg('sharp')} (libvips ${sharp.versions.vips}); better-sqlite3 ${pkg('better-sqlite3')} ` +
       `(SQLite ${sqlite}); @node-rs/argon2 ${pkg('@node-rs/argon2')}`,
     `nginx ${await tool(nginxBinary(), ['-v'], /nginx\/(\S+)/)}, wrk ${await tool('wrk', ['-v'], /wrk (\S+)/)}, ` +

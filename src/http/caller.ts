@@ -1,12 +1,4 @@
-import type { Role } from '../auth/user-file.ts';
-
-/** Who is making an authenticated request; set by the authenticate hook. */
-export interface Caller {
-  username: string;
-  roles: Role[];
-  sessionId: string;
-  isAdmin: boolean;
-}
+import type { Caller } from '../auth/caller.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -2,7 +2,7 @@ import { sql, type Transaction } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { Database, LinksTable, MediaTable } from '../db/schema.ts';
 import { AppError } from '../errors.ts';
-import type { MediaKind } from './file-types.ts';
+import type { MediaKind } from './media-kind.ts';
 
 export type Visibility = 'private' | 'public';
 
@@ -72,9 +72,10 @@ export class MediaRepo {
    * still has room; the usage row is locked first, so concurrent uploads of one user are checked
    * one after the other and cannot together pass the quota.
    */
-  async insert(record: MediaRecord, quota: number | null, reservationId?: string): Promise<void> {
+  async insert(record: MediaRecord, quota: number | null, reservations?: Reservations): Promise<void> {
+    const reservationIds = idsOf(reservations);
     await this.#db.transaction().execute(async (trx) => {
-      const used = await lockUsage(trx, record.owner, reservationId);
+      const used = await lockUsage(trx, record.owner, reservationIds);
       if (quota !== null && used + record.size > quota) {
         throw new AppError('QUOTA_EXCEEDED', undefined, { details: { quotaBytes: quota, usedBytes: used } });
       }
@@ -90,7 +91,10 @@ export class MediaRepo {
         .set((eb) => ({ bytes: eb('bytes', '+', record.size), files: eb('files', '+', 1) }))
         .where('username', '=', record.owner)
         .execute();
-      if (reservationId) await trx.deleteFrom('reservations').where('id', '=', reservationId).execute();
+      // The item replaces the reservations it was uploaded under (one tus upload, or the partials
+      // of a concatenated one) in the same transaction: the bytes never count twice, or not at all.
+      if (reservationIds.length > 0)
+        await trx.deleteFrom('reservations').where('id', 'in', reservationIds).execute();
     });
   }
 
@@ -103,7 +107,7 @@ export class MediaRepo {
     quota: number | null,
   ): Promise<void> {
     await this.#db.transaction().execute(async (trx) => {
-      const used = await lockUsage(trx, username, id);
+      const used = await lockUsage(trx, username, [id]);
       if (quota !== null && used + bytes > quota) {
         throw new AppError('QUOTA_EXCEEDED', undefined, { details: { quotaBytes: quota, usedBytes: used } });
       }
@@ -160,13 +164,13 @@ export class MediaRepo {
   }
 
   /** Stored bytes plus live reservations, for the early (advisory) quota check while streaming. */
-  async usedBytes(username: string, excludeReservation?: string): Promise<number> {
+  async usedBytes(username: string, excludeReservations?: Reservations): Promise<number> {
     const stored = await this.#db
       .selectFrom('usage')
       .select('bytes')
       .where('username', '=', username)
       .executeTakeFirst();
-    return Number(stored?.bytes ?? 0) + (await reservedBytes(this.#db, username, excludeReservation));
+    return Number(stored?.bytes ?? 0) + (await reservedBytes(this.#db, username, idsOf(excludeReservations)));
   }
 
   async get(id: string): Promise<MediaRecord | undefined> {
@@ -351,7 +355,7 @@ function caseInsensitiveGlob(needle: string): string {
 async function lockUsage(
   trx: Transaction<Database>,
   username: string,
-  excludeReservation?: string,
+  excludeReservations: readonly string[],
 ): Promise<number> {
   await trx
     .insertInto('usage')
@@ -365,22 +369,30 @@ async function lockUsage(
     .where('username', '=', username)
     .returning('bytes')
     .executeTakeFirstOrThrow();
-  return Number(row.bytes) + (await reservedBytes(trx, username, excludeReservation));
+  return Number(row.bytes) + (await reservedBytes(trx, username, excludeReservations));
 }
 
 async function reservedBytes(
   db: Db | Transaction<Database>,
   username: string,
-  exclude?: string,
+  exclude: readonly string[],
 ): Promise<number> {
   let q = db
     .selectFrom('reservations')
     .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.val(0)).as('total'))
     .where('username', '=', username)
     .where('expires_at', '>', Date.now());
-  if (exclude) q = q.where('id', '!=', exclude);
+  if (exclude.length > 0) q = q.where('id', 'not in', exclude);
   const row = await q.executeTakeFirst();
   return Number(row?.total ?? 0);
+}
+
+/** One reservation id or several (the partials of a concatenated tus upload). */
+export type Reservations = string | readonly string[];
+
+function idsOf(reservations: Reservations | undefined): readonly string[] {
+  if (reservations === undefined) return [];
+  return typeof reservations === 'string' ? [reservations] : reservations;
 }
 
 function toRow(r: MediaRecord): MediaTable {

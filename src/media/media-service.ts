@@ -1,7 +1,7 @@
 import type { BlobStore } from '../storage/blob-store.ts';
 import { AppError, validationFailed } from '../errors.ts';
-import type { Caller } from '../http/caller.ts';
-import type { MediaKind } from './file-types.ts';
+import type { Caller } from '../auth/caller.ts';
+import type { MediaKind } from './media-kind.ts';
 import { sanitizeFilename } from './filename.ts';
 import {
   SORTS,
@@ -13,7 +13,7 @@ import {
 } from './media-repo.ts';
 import { newId, type Signer } from './signing.ts';
 import { normalizeTags } from './tags.ts';
-import { blobKey } from './ingest.ts';
+import { originalKey, renditionsPrefix } from '../storage/key-layout.ts';
 import type { InvalidationBus } from '../util/invalidation-bus.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import { ACCESS_CACHE_TTL_MS, TtlCache } from '../util/ttl-cache.ts';
@@ -31,10 +31,6 @@ export interface ListParams {
 /** A link as its owner sees it: the token is what goes into the URL. */
 export interface IssuedLink extends LinkRecord {
   token: string;
-}
-
-export function thumbnailPrefix(id: string): string {
-  return `thumbs/${id}/`;
 }
 
 /**
@@ -172,8 +168,8 @@ export class MediaService {
     if (!deleted) throw new AppError('NOT_FOUND', 'No such media item.');
     // A failure here leaves an orphan blob, which the sweeper removes; the item is already gone.
     await Promise.allSettled([
-      this.#storage.delete(blobKey(id)),
-      this.#storage.deletePrefix(thumbnailPrefix(id)),
+      this.#storage.delete(originalKey(id)),
+      this.#storage.deletePrefix(renditionsPrefix(id)),
     ]);
   }
 

@@ -4,7 +4,13 @@ import type { ScratchLease } from '../storage/scratch.ts';
 import type { SessionService } from '../auth/sessions.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import type { MediaRepo } from './media-repo.ts';
-import { thumbnailPrefix } from './media-service.ts';
+import {
+  ORIGINALS_PREFIX,
+  RENDITIONS_PREFIX,
+  idOfOriginalKey,
+  idOfRenditionKey,
+  renditionsPrefix,
+} from '../storage/key-layout.ts';
 
 export interface SweeperDeps {
   storage: BlobStore;
@@ -90,23 +96,15 @@ export class Sweeper {
       {
         name: 'orphaned blobs',
         run: ({ now }) =>
-          this.#orphans(
-            now,
-            'media/',
-            (key) => key.split('/')[2],
-            async (_id, keys) => {
-              for (const key of keys) await storage.delete(key);
-            },
-          ),
+          this.#orphans(now, ORIGINALS_PREFIX, idOfOriginalKey, async (_id, keys) => {
+            for (const key of keys) await storage.delete(key);
+          }),
       },
       {
         name: 'orphaned renditions',
         run: ({ now }) =>
-          this.#orphans(
-            now,
-            'thumbs/',
-            (key) => key.split('/')[1],
-            (id) => storage.deletePrefix(thumbnailPrefix(id)),
+          this.#orphans(now, RENDITIONS_PREFIX, idOfRenditionKey, (id) =>
+            storage.deletePrefix(renditionsPrefix(id)),
           ),
       },
       {

@@ -5,9 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import { BlobNotFoundError, type BlobStore } from '../storage/blob-store.ts';
 import type { ImageProcessor } from '../images/image-processor.ts';
 import type { ThumbnailFormat } from '../images/negotiate-format.ts';
-import { blobKey } from './ingest.ts';
+import { originalKey, renditionKey } from '../storage/key-layout.ts';
 import type { MediaRecord } from './media-repo.ts';
-import { thumbnailPrefix } from './media-service.ts';
 import { newId } from './signing.ts';
 import { buffer } from 'node:stream/consumers';
 
@@ -49,7 +48,7 @@ export class Thumbnails {
   }
 
   static key(id: string, size: number, format: ThumbnailFormat): string {
-    return `${thumbnailPrefix(id)}${size}.${format}`;
+    return renditionKey(id, `${size}.${format}`);
   }
 
   /** The rendition, from memory, from storage, or rendered now (once, however many ask). */
@@ -91,7 +90,7 @@ export class Thumbnails {
   }
 
   async #render(item: MediaRecord, key: string, size: number, format: ThumbnailFormat): Promise<Buffer> {
-    const original = blobKey(item.id);
+    const original = originalKey(item.id);
     let file = this.#storage.localPath(original);
     let spool: string | undefined;
     try {

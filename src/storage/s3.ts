@@ -22,6 +22,7 @@ import {
   type PresignedHeaders,
 } from './blob-store.ts';
 import { assertPrefix, assertRange } from './keys.ts';
+import { isBlobKey } from './key-layout.ts';
 import { S3BlobWriter } from './s3-writer.ts';
 
 export interface S3BlobStoreOptions {
@@ -174,7 +175,7 @@ export class S3BlobStore implements BlobStore {
       for (const upload of page.Uploads ?? []) {
         const { Key, UploadId, Initiated } = upload;
         // Only our own blob keys: the bucket also holds tus's resumable uploads, which tus expires.
-        const ours = Key?.startsWith('media/') || Key?.startsWith('thumbs/');
+        const ours = Key !== undefined && isBlobKey(Key);
         if (!Key || !UploadId || !Initiated || !ours || Initiated.getTime() >= cutoff) continue;
         try {
           await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key, UploadId }));

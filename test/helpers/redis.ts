@@ -16,9 +16,9 @@ export const REDIS_DB = {
   redisUnit: 11,
   multiInstance: 12,
   locker: 5,
-  uploadLockHandover: 6,
   revocation: 3,
   anonymousLimit: 14,
+  tusHandover: 7,
 } as const;
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */

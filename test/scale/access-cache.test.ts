@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionService } from '../../src/auth/sessions.ts';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
 import { isAppError } from '../../src/errors.ts';
-import type { Caller } from '../../src/http/caller.ts';
+import type { Caller } from '../../src/auth/caller.ts';
 import { MediaRepo } from '../../src/media/media-repo.ts';
 import { MediaService } from '../../src/media/media-service.ts';
 import { Signer } from '../../src/media/signing.ts';

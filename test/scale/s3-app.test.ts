@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, startListeningApp, type TestApp } from '../helpers/app.ts';
 import { ManualClock } from '../helpers/clock.ts';
 import { createTestBucket, s3Available, s3Client, startS3Proxy, type TestBucket } from '../helpers/s3.ts';
-import { blobKey } from '../../src/media/ingest.ts';
+import { originalKey as blobKey } from '../../src/storage/key-layout.ts';
 import { ScratchLease } from '../../src/storage/scratch.ts';
 import { Sweeper } from '../../src/media/sweeper.ts';
 import {

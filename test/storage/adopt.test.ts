@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdoptingWriter } from '../../src/storage/adopting-writer.ts';
+import { AdoptingWriter } from '../../src/uploads/adopting-writer.ts';
 import type { BlobStore } from '../../src/storage/blob-store.ts';
 import { LocalBlobStore } from '../../src/storage/local.ts';
 import { S3BlobStore } from '../../src/storage/s3.ts';

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { blobKey } from '../../src/media/ingest.ts';
+import { originalKey as blobKey } from '../../src/storage/key-layout.ts';
 import { BlobNotFoundError, isNotFound, isStorageFull } from '../../src/storage/blob-store.ts';
 import { createTestBucket, s3Available, type TestBucket } from '../helpers/s3.ts';
 import { s3Env } from '../scale/scale-helpers.ts';

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { IngestSource } from '../../src/media/ingest.ts';
+import type { IngestSource } from '../../src/uploads/ingest.ts';
 import { until } from '../helpers/common.ts';
 import {
   KiB,

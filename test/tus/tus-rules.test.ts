@@ -40,15 +40,24 @@ async function terminate(uploadPath: string, as: 'alice' | 'bob' = 'alice'): Pro
 }
 
 describe('discovery and creation', () => {
-  test('OPTIONS needs no token and lists tus 1.0.0 with its extensions, without deferred lengths', async () => {
+  test('OPTIONS needs no token and lists tus 1.0.0 with every extension and the checksum algorithms', async () => {
     const res = await app.request('OPTIONS', TUS, { as: null });
     expect(res.status).toBe(204);
     expect(res.headers.get('tus-version')).toBe('1.0.0');
     const extensions = (res.headers.get('tus-extension') ?? '').split(',').map((e) => e.trim());
-    expect(extensions).toEqual(
-      expect.arrayContaining(['creation', 'creation-with-upload', 'termination', 'expiration']),
+    expect(extensions.sort()).toEqual(
+      [
+        'checksum',
+        'concatenation',
+        'creation',
+        'creation-defer-length',
+        'creation-with-upload',
+        'expiration',
+        'termination',
+      ].sort(),
     );
-    expect(extensions).not.toContain('creation-defer-length');
+    const algorithms = (res.headers.get('tus-checksum-algorithm') ?? '').split(',').map((a) => a.trim());
+    expect(algorithms).toEqual(expect.arrayContaining(['sha1', 'sha256', 'md5']));
     expect(res.headers.get('tus-max-size')).toBe(String(MAX));
   });
 
@@ -71,10 +80,12 @@ describe('discovery and creation', () => {
     await terminate(location);
   });
 
-  test('deferred lengths are refused: every upload declares its length', async () => {
-    const res = await app.request('POST', TUS, { headers: { ...TUS_HEADER, 'upload-defer-length': '1' } });
-    expect(res.status).toBeGreaterThanOrEqual(400);
-    expect(res.status).toBeLessThan(500);
+  test('a creation with neither Upload-Length nor Upload-Defer-Length, or with both, is refused', async () => {
+    const cases: Record<string, string>[] = [{}, { 'upload-length': '10', 'upload-defer-length': '1' }];
+    for (const headers of cases) {
+      const res = await app.request('POST', TUS, { headers: { ...TUS_HEADER, ...headers } });
+      await expectError(res, 400, 'VALIDATION_FAILED');
+    }
     expect(await app.reservations()).toEqual([]);
   });
 });

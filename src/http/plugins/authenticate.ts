@@ -4,7 +4,8 @@ import { unauthenticated } from '../../auth/tokens.ts';
 import type { SessionService } from '../../auth/sessions.ts';
 import type { UsersStore } from '../../auth/users-store.ts';
 import { AppError } from '../../errors.ts';
-import type { Caller } from '../caller.ts';
+import type { Caller } from '../../auth/caller.ts';
+import '../caller.ts';
 
 const BEARER_RE = /^Bearer +([^\s]+) *$/i;
 

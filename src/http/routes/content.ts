@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.ts';
-import { blobKey } from '../../media/ingest.ts';
+import { originalKey } from '../../storage/key-layout.ts';
 import type { MediaRecord } from '../../media/media-repo.ts';
 import { mayManage, type MediaService } from '../../media/media-service.ts';
 import { identify, type AuthDeps } from '../plugins/authenticate.ts';
@@ -81,7 +81,7 @@ export async function contentRoutes(base: FastifyInstance, deps: ContentDeps): P
       const item = await readableItem(deps, request, id, request.query.token);
       const download = request.query.download === '1' || request.query.download === 'true';
       return serveBlob(request, reply, deps.storage, {
-        locate: () => Promise.resolve({ key: blobKey(item.id), size: item.size }),
+        locate: () => Promise.resolve({ key: originalKey(item.id), size: item.size }),
         contentType: item.mimeType,
         etag: `"${item.sha256}"`,
         lastModified: new Date(item.createdAt),

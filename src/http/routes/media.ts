@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { Ingest } from '../../media/ingest.ts';
+import type { Ingest } from '../../uploads/ingest.ts';
 import type { IssuedLink, MediaService } from '../../media/media-service.ts';
 import { SORTS } from '../../media/media-repo.ts';
 import { callerOf } from '../plugins/authenticate.ts';

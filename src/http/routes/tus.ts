@@ -1,53 +1,49 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { AppError, type ErrorCode } from '../../errors.ts';
+import { AppError } from '../../errors.ts';
 import { callerOf } from '../plugins/authenticate.ts';
-import { TUS_PATH, type TusOutcome, type TusUploads } from '../tus/tus-uploads.ts';
-
-const TUS_STATUS_CODES: Partial<Record<number, ErrorCode>> = {
-  400: 'BAD_REQUEST',
-  403: 'FORBIDDEN',
-  404: 'NOT_FOUND',
-  409: 'CONFLICT',
-  410: 'GONE',
-  412: 'PRECONDITION_FAILED',
-  413: 'PAYLOAD_TOO_LARGE',
-  415: 'UNSUPPORTED_MEDIA_TYPE',
-  460: 'CONFLICT',
-};
+import { PARTIAL_UPLOAD, isUploadBody } from '../../uploads/tus/tus-headers.ts';
+import { TUS_PATH, type TusOutcome, type TusUploads } from '../../uploads/tus/tus-uploads.ts';
 
 const tags = ['uploads'];
-const description = 'tus 1.0.0 resumable uploads (creation, creation-with-upload, termination, expiration).';
+const description =
+  'tus 1.0.0 resumable uploads (creation, creation-with-upload, creation-defer-length, termination, expiration, checksum, concatenation).';
 
-/**
- * Turns @tus/server's response into ours: our own refusals and its plain-text errors become the
- * contract's error body through the one error handler, and its CORS headers are dropped (ours
- * apply to every route).
- */
-async function send(reply: FastifyReply, { response, error }: TusOutcome): Promise<FastifyReply> {
-  const body = await response.text();
-  for (const [name, value] of response.headers) {
-    if (name.startsWith('access-control-') || name === 'content-length' || name === 'content-type') continue;
-    // Deferred lengths would upload without a quota reservation, so they are not offered.
-    const advertised = name === 'tus-extension' ? value.replace(/,?creation-defer-length/, '') : value;
-    void reply.header(name, advertised);
-  }
+/** The protocol handler's answer; its errors go through the one error handler, with tus's headers. */
+function send(reply: FastifyReply, { status, headers, error }: TusOutcome): FastifyReply {
+  void reply.headers(headers);
   if (error) throw error;
-  if (response.status >= 400) {
-    const code = TUS_STATUS_CODES[response.status] ?? (response.status >= 500 ? 'INTERNAL' : 'BAD_REQUEST');
-    throw new AppError(code, response.status >= 500 ? undefined : body.trim() || undefined);
+  return reply.code(status).send();
+}
+
+/** Before Fastify parses a body: tus bytes are application/offset+octet-stream and nothing else (415). */
+async function offsetStreamOnly(request: FastifyRequest): Promise<void> {
+  const contentType = request.headers['content-type'];
+  const required = request.method === 'PATCH' || (request.method === 'POST' && contentType !== undefined);
+  if (required && !isUploadBody(request.headers)) {
+    throw new AppError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      'tus bytes must be sent as application/offset+octet-stream.',
+      {
+        headers: { 'Tus-Resumable': '1.0.0' },
+      },
+    );
   }
-  return reply.code(response.status).send(body === '' ? undefined : body);
 }
 
 /** Upload requests: every one needs the caller's token, and only the creator can see an upload. */
 export async function tusRoutes(app: FastifyInstance, tus: TusUploads): Promise<void> {
   // The bytes go to tus untouched: Fastify must not read or buffer the body.
-  app.addContentTypeParser('application/offset+octet-stream', (_request, _payload, done) => done(null));
+  app.addContentTypeParser(['application/offset+octet-stream', PARTIAL_UPLOAD], (_request, _payload, done) =>
+    done(null),
+  );
 
   app.post(
     TUS_PATH,
-    { schema: { tags, description, summary: 'Create an upload (tus creation)', security: [{ bearer: [] }] } },
+    {
+      schema: { tags, description, summary: 'Create an upload (tus creation)', security: [{ bearer: [] }] },
+      onRequest: offsetStreamOnly,
+    },
     async (request, reply) => send(reply, await tus.handle(request.raw, callerOf(request).username)),
   );
   app.route({
@@ -61,10 +57,13 @@ export async function tusRoutes(app: FastifyInstance, tus: TusUploads): Promise<
       // Ids are opaque: one that cannot exist is simply no upload (404 from assertOwner), not a 400.
       params: Type.Object({ id: Type.String({ maxLength: 256 }) }),
     },
+    onRequest: offsetStreamOnly,
     handler: async (request, reply) => {
       const owner = callerOf(request).username;
-      await tus.assertOwner((request.params as { id: string }).id, owner);
-      return send(reply, await tus.handle(request.raw, owner));
+      // The id is the path's, and the only upload tus may act on in this request.
+      const { id } = request.params as { id: string };
+      await tus.assertOwner(id, owner);
+      return send(reply, await tus.handle(request.raw, owner, id));
     },
   });
 }

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, isAppError, validationFailed } from '../../errors.ts';
-import type { Ingest, StagedUpload } from '../../media/ingest.ts';
-import { tooLarge } from '../../media/stream-stages.ts';
+import type { Ingest, StagedUpload } from '../../uploads/ingest.ts';
+import { tooLarge } from '../../uploads/stream-stages.ts';
 import type { MediaRecord, Visibility } from '../../media/media-repo.ts';
 import { parseTagList } from '../../media/tags.ts';
 

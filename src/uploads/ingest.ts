@@ -4,16 +4,18 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isStorageFull, type BlobStore, type BlobWriter } from '../storage/blob-store.ts';
-import { AdoptingWriter } from '../storage/adopting-writer.ts';
-import type { Scanner, ScanSession } from '../scan/scanner.ts';
+import { AdoptingWriter } from './adopting-writer.ts';
+import { originalKey } from '../storage/key-layout.ts';
+import type { Scanner, ScanSession, ScanVerdict } from '../scan/scanner.ts';
 import type { ImageProcessor } from '../images/image-processor.ts';
 import { AppError, isAppError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import { kindOf, type TypePolicy } from './file-types.ts';
-import { sanitizeFilename } from './filename.ts';
-import type { MediaRecord, MediaRepo, Visibility } from './media-repo.ts';
+import type { TypePolicy } from './file-types.ts';
+import { kindOf } from '../media/media-kind.ts';
+import { sanitizeFilename } from '../media/filename.ts';
+import type { MediaRecord, MediaRepo, Reservations, Visibility } from '../media/media-repo.ts';
 import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
-import { newId } from './signing.ts';
+import { newId } from '../media/signing.ts';
 
 export interface IngestDeps {
   storage: BlobStore;
@@ -33,13 +35,29 @@ export interface IngestSource {
   owner: string;
   filename: string | undefined;
   via: 'multipart' | 'tus';
-  /** The quota reservation this upload holds (tus), released when the item is stored. */
-  reservationId?: string;
+  /**
+   * The quota reservations this upload holds (a tus upload, or the partials of a concatenated
+   * one): not counted against the quota while it is checked, and replaced by the item.
+   */
+  reservations?: Reservations;
   /**
    * A local file holding exactly the bytes of `stream` (a finished tus upload on local disk):
    * kept by moving it into the blob store rather than writing the bytes a second time.
    */
   adoptFile?: string;
+  /**
+   * What the tus endpoint already learnt from the bytes of `adoptFile` while they arrived (size,
+   * SHA-256, type checked against the policy, the scanner's verdict): the file is then kept
+   * without being read again. `stream` is not read.
+   */
+  verified?: VerifiedFile;
+}
+
+export interface VerifiedFile {
+  size: number;
+  sha256: string;
+  mime: string;
+  verdict: ScanVerdict;
 }
 
 /** A received, checked and scanned file that is not visible yet: commit() or discard() it. */
@@ -49,10 +67,6 @@ export interface StagedUpload {
   readonly size: number;
   commit(meta: { visibility: Visibility; tags: string[] }): Promise<MediaRecord>;
   discard(): Promise<void>;
-}
-
-export function blobKey(id: string): string {
-  return `media/${id.slice(0, 2)}/${id}`;
 }
 
 /**
@@ -74,10 +88,12 @@ export class Ingest {
   }
 
   async receive(source: IngestSource): Promise<StagedUpload> {
+    if (source.verified && source.adoptFile)
+      return this.#receiveVerified(source, source.adoptFile, source.verified);
     const deps = this.#deps;
     const id = newId();
-    const key = blobKey(id);
-    const used = deps.quotaBytes === null ? 0 : await deps.repo.usedBytes(source.owner, source.reservationId);
+    const key = originalKey(id);
+    const used = deps.quotaBytes === null ? 0 : await deps.repo.usedBytes(source.owner, source.reservations);
     const sniffer = new TypeSniffer(deps.policy);
     const meter = new Meter({
       maxBytes: deps.maxUploadBytes,
@@ -137,6 +153,42 @@ export class Ingest {
     }
   }
 
+  /**
+   * The same checks for a file whose bytes were already counted, hashed, typed and scanned as
+   * they arrived: only what needs the whole file (the verdict, image metadata) is left to do.
+   */
+  async #receiveVerified(source: IngestSource, file: string, verified: VerifiedFile): Promise<StagedUpload> {
+    const deps = this.#deps;
+    const id = newId();
+    const writer = new AdoptingWriter(deps.storage, originalKey(id), file);
+    const cleanup = () => writer.abort();
+    try {
+      if (verified.size > deps.maxUploadBytes) throw tooLarge(deps.maxUploadBytes);
+      if (deps.quotaBytes !== null) {
+        const used = await deps.repo.usedBytes(source.owner, source.reservations);
+        if (used + verified.size > deps.quotaBytes) throw new AppError('QUOTA_EXCEEDED');
+      }
+      if (!deps.policy.allows(verified.mime)) {
+        throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Files of type ${verified.mime} are not accepted.`, {
+          details: { detectedType: verified.mime },
+        });
+      }
+      if (!verified.verdict.clean) {
+        throw new AppError('MALWARE_DETECTED', undefined, {
+          details: { signature: verified.verdict.signature },
+        });
+      }
+      const dims = kindOf(verified.mime) === 'image' ? await deps.images.probe(file, verified.mime) : null;
+      writer.stream.end();
+      return this.#staged(source, { ...verified, id, dims, writer, cleanup, spool: undefined });
+    } catch (error) {
+      await cleanup().catch(() => undefined);
+      const appError = asUploadError(error);
+      deps.metrics.uploads.inc({ path: source.via, outcome: appError.code });
+      throw appError;
+    }
+  }
+
   #staged(
     source: IngestSource,
     file: {
@@ -183,7 +235,7 @@ export class Ingest {
         };
         try {
           await file.writer.commit();
-          await deps.repo.insert(record, deps.quotaBytes, source.reservationId);
+          await deps.repo.insert(record, deps.quotaBytes, source.reservations);
         } catch (error) {
           // The row never came to be: aborting the writer also removes a blob already committed.
           await discard().catch(() => undefined);

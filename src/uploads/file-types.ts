@@ -1,6 +1,5 @@
 import { fileTypeFromBuffer } from 'file-type';
-
-export type MediaKind = 'image' | 'video' | 'audio' | 'document';
+import { AppError } from '../errors.ts';
 
 /** How many leading bytes the type is decided from. */
 export const SNIFF_BYTES = 4100; // file-type's own "reasonable detection size"
@@ -32,11 +31,72 @@ export async function detectType(head: Uint8Array): Promise<{ mime: string; ext:
   return found ? { mime: canonicalMime(found.mime), ext: found.ext } : null;
 }
 
-export function kindOf(mime: string): MediaKind {
-  if (mime.startsWith('image/')) return 'image';
-  if (mime.startsWith('video/')) return 'video';
-  if (mime.startsWith('audio/')) return 'audio';
-  return 'document';
+export interface DetectedType {
+  mime: string;
+  ext: string;
+}
+
+/**
+ * The one type check for every upload path: collects the first SNIFF_BYTES of a file, decides its
+ * type from them, and refuses (415) what the policy does not allow or cannot be recognised. The
+ * multipart stream (TypeSniffer) and the tus PATCHes (which may bring the head in several
+ * requests) both feed it.
+ */
+export class TypeDecider {
+  readonly #policy: TypePolicy;
+  #head: Buffer[] = [];
+  #headBytes = 0;
+  #type: DetectedType | undefined;
+
+  constructor(policy: TypePolicy) {
+    this.#policy = policy;
+  }
+
+  get decided(): boolean {
+    return this.#type !== undefined;
+  }
+
+  get type(): DetectedType {
+    if (!this.#type) throw new Error('type not detected yet');
+    return this.#type;
+  }
+
+  /** Adds bytes of the head; returns a promise (which rejects with 415) when they decide the type. */
+  push(chunk: Buffer): Promise<DetectedType> | undefined {
+    if (this.#type) return undefined;
+    this.#head.push(chunk);
+    this.#headBytes += chunk.length;
+    return this.#headBytes >= SNIFF_BYTES ? this.decide() : undefined;
+  }
+
+  /** The bytes collected so far (for a stream that held them back), handed over once. */
+  takeHead(): Buffer {
+    const head = Buffer.concat(this.#head);
+    this.#head = [];
+    return head;
+  }
+
+  /** Decides from what was pushed (the whole file when it is shorter than SNIFF_BYTES). */
+  async decide(): Promise<DetectedType> {
+    if (this.#type) return this.#type;
+    const head = Buffer.concat(this.#head);
+    this.#head = [head];
+    if (head.length === 0) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'The file is empty.');
+    const type = await detectType(head);
+    if (!type) {
+      throw new AppError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'The type of this file could not be recognised from its content.',
+      );
+    }
+    if (!this.#policy.allows(type.mime)) {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Files of type ${type.mime} are not accepted.`, {
+        details: { detectedType: type.mime },
+      });
+    }
+    this.#type = type;
+    return type;
+  }
 }
 
 /** Allow-list with `type/*` wildcards. Script-capable types are refused even if configured. */

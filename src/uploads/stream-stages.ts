@@ -1,59 +1,42 @@
 import crypto from 'node:crypto';
 import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { AppError } from '../errors.ts';
-import { SNIFF_BYTES, detectType, type TypePolicy } from './file-types.ts';
+import { TypeDecider, type DetectedType, type TypePolicy } from './file-types.ts';
 
 /**
  * Holds back the first bytes until the real type is known from them, and fails the stream with
  * 415 before anything else is written when the type is not allowed.
  */
 export class TypeSniffer extends Transform {
-  readonly #policy: TypePolicy;
-  #head: Buffer[] = [];
-  #headBytes = 0;
-  #type: { mime: string; ext: string } | null = null;
+  readonly #decider: TypeDecider;
 
   constructor(policy: TypePolicy) {
     super();
-    this.#policy = policy;
+    this.#decider = new TypeDecider(policy);
   }
 
-  get type(): { mime: string; ext: string } {
-    if (!this.#type) throw new Error('type not detected yet');
-    return this.#type;
+  get type(): DetectedType {
+    return this.#decider.type;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    if (this.#type) return done(null, chunk);
-    this.#head.push(chunk);
-    this.#headBytes += chunk.length;
-    if (this.#headBytes < SNIFF_BYTES) return done();
-    this.#decide().then(() => done(), done);
+    if (this.#decider.decided) return done(null, chunk);
+    const deciding = this.#decider.push(chunk);
+    if (deciding) this.#release(deciding, done);
+    else done();
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.#type) return done();
-    this.#decide().then(() => done(), done);
+    if (this.#decider.decided) return done();
+    this.#release(this.#decider.decide(), done);
   }
 
-  async #decide(): Promise<void> {
-    const head = Buffer.concat(this.#head);
-    this.#head = [];
-    if (head.length === 0) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'The file is empty.');
-    const type = await detectType(head);
-    if (!type)
-      throw new AppError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        'The type of this file could not be recognised from its content.',
-      );
-    if (!this.#policy.allows(type.mime)) {
-      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Files of type ${type.mime} are not accepted.`, {
-        details: { detectedType: type.mime },
-      });
-    }
-    this.#type = type;
-    this.emit('type', type);
-    this.push(head);
+  #release(deciding: Promise<DetectedType>, done: TransformCallback): void {
+    deciding.then((type) => {
+      this.emit('type', type);
+      this.push(this.#decider.takeHead());
+      done();
+    }, done);
   }
 }
 

@@ -2,12 +2,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
-import type { Config } from '../config.ts';
+import type { Config } from '../../config.ts';
 import { createWriteStream } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isNotFound, isStorageFull } from './blob-store.ts';
-import type { ReadableDataStore } from '../http/tus/tus-uploads.ts';
+import { isNotFound, isStorageFull } from '../../storage/blob-store.ts';
+import { uploadsDirectory } from '../../storage/key-layout.ts';
+import type { ReadableDataStore } from './tus-uploads.ts';
 
 /** Where unfinished resumable uploads live: in the same kind of storage as the blobs. */
 export async function createTusStore(config: Config): Promise<ReadableDataStore> {
@@ -27,13 +28,13 @@ export async function createTusStore(config: Config): Promise<ReadableDataStore>
         ...(storage.accessKeyId && storage.secretAccessKey
           ? { credentials: { accessKeyId: storage.accessKeyId, secretAccessKey: storage.secretAccessKey } }
           : {}),
-        // S3-compatible servers often reject the SDK's default CRC trailers (see storage/s3.ts).
+        // S3-compatible servers often reject the SDK's default CRC trailers (see src/storage/s3.ts).
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
       },
     });
   }
-  const directory = path.join(config.dataDir, 'uploads');
+  const directory = uploadsDirectory(config.dataDir);
   await fs.mkdir(directory, { recursive: true, mode: 0o700 });
   return new LocalUploadStore({ directory, expirationPeriodInMilliseconds });
 }
@@ -48,9 +49,13 @@ class LocalUploadStore extends FileStore {
   }
 
   /**
-   * @tus/file-store's write, keeping the cause of a failure: the original answers every failed
-   * write with its generic FILE_WRITE_ERROR (a 500), so a full disk could not be told from a bug.
-   * A full disk is passed on, to be answered 507 like on every other upload path.
+   * Appends like the file store, keeping the cause of a failure (the original answers every
+   * failed write with its generic FILE_WRITE_ERROR, a 500, so a full disk could not be told from a
+   * bug: a full disk is passed on, to be answered 507 like on every other upload path), then
+   * flushes the bytes to disk before the PATCH is answered: an Upload-Offset a client was given
+   * must survive a crash (after one, the offset is the file's size, which without the flush could
+   * cover bytes never written). It also spreads the flushing over the PATCHes, so the completing
+   * one has almost nothing left to flush when the file is adopted into the blob store.
    */
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     let received = 0;
@@ -70,8 +75,20 @@ class LocalUploadStore extends FileStore {
       if (isStorageFull(error)) throw error;
       // eslint-disable-next-line @typescript-eslint/only-throw-error
       throw ERRORS.FILE_WRITE_ERROR;
+    } finally {
+      const handle = await fs.open(this.localFile(id), 'r+').catch(() => undefined);
+      try {
+        await handle?.datasync();
+      } finally {
+        await handle?.close();
+      }
     }
     return offset + received;
+  }
+
+  /** Cuts the upload back to `offset` bytes: the file's size is the upload's offset. */
+  async truncate(id: string, offset: number): Promise<void> {
+    await fs.truncate(this.localFile(id), offset);
   }
 
   override async remove(id: string): Promise<void> {

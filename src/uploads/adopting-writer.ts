@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore } from './blob-store.ts';
-import { SettlingBlobWriter } from './writer-base.ts';
+import type { BlobStore } from '../storage/blob-store.ts';
+import { SettlingBlobWriter } from '../storage/writer-base.ts';
 
 /**
  * A writer for bytes that already sit complete in a local file (a finished resumable upload):

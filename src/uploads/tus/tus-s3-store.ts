@@ -1,6 +1,6 @@
 import { S3Store } from '@tus/s3-store';
 import { ERRORS } from '@tus/utils';
-import { isNotFound } from './blob-store.ts';
+import { isNotFound } from '../../storage/blob-store.ts';
 
 /**
  * @tus/s3-store keeps an upload as a multipart upload plus the objects `ID.info` (its record),
