@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { Upload, type DataStore, type Locker } from '@tus/utils';
 import type { Logger } from 'pino';
 import { AppError, isAppError, validationFailed } from '../../errors.ts';
+import { isStorageFull } from '../../storage/blob-store.ts';
 import type { MediaRepo } from '../../media/media-repo.ts';
 import { newId } from '../../media/signing.ts';
 import { parseTagList } from '../../media/tags.ts';
@@ -390,6 +391,9 @@ export class TusUploads {
         written = await store.write(stage, id, offset);
       }
     } catch (error) {
+      // A full disk is the server's failure, whatever the client did meanwhile: 507, never a
+      // quiet 204 with a shorter offset.
+      if (isStorageFull(error)) throw error;
       // Our own refusals are in stage.refusal; a client that vanished has left what it sent.
       if (!stage.refusal && raw.complete && !released.aborted) throw error;
     } finally {
@@ -586,6 +590,8 @@ export class TusUploads {
 
   #asAppError(error: unknown): AppError {
     if (isAppError(error)) return error;
+    // The upload store's disk is full: 507 like on every upload path (the error handler logs it).
+    if (isStorageFull(error)) return new AppError('INSUFFICIENT_STORAGE', undefined, { cause: error });
     if (isStoreError(error) && error.status_code < 500) {
       return new AppError(error.status_code === 404 ? 'NOT_FOUND' : 'BAD_REQUEST', error.body.trim());
     }
