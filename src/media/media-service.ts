@@ -11,7 +11,8 @@ import {
   type SortKey,
   type Visibility,
 } from './media-repo.ts';
-import { newId, type Signer } from './signing.ts';
+import type { Signer } from './signing.ts';
+import { newId } from '../util/ids.ts';
 import { normalizeTags } from './tags.ts';
 import { originalKey, renditionsPrefix } from '../storage/key-layout.ts';
 import type { InvalidationBus } from '../util/invalidation-bus.ts';

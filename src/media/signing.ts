@@ -38,8 +38,3 @@ export class Signer {
     return crypto.createHmac('sha256', this.#key).update(body).digest('base64url');
   }
 }
-
-/** 128 bits from the CSPRNG, URL-safe. */
-export function newId(): string {
-  return crypto.randomBytes(16).toString('base64url');
-}

@@ -7,7 +7,7 @@ import type { ImageProcessor } from '../images/image-processor.ts';
 import type { ThumbnailFormat } from '../images/negotiate-format.ts';
 import { originalKey, renditionKey } from '../storage/key-layout.ts';
 import type { MediaRecord } from './media-repo.ts';
-import { newId } from './signing.ts';
+import { newId } from '../util/ids.ts';
 import { buffer } from 'node:stream/consumers';
 
 /** A rendition: where it is stored, and its bytes when they are at hand in memory. */

@@ -17,7 +17,7 @@ import {
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { assertValidKey, BlobNotFoundError, isNotFound, type BlobStore } from './blob-store.ts';
-import { SettlingBlobWriter } from './writer-base.ts';
+import { SettlingBlobWriter } from './settling-writer.ts';
 import { ScratchLease } from './scratch.ts';
 import { assertPrefix, assertRange } from './keys.ts';
 

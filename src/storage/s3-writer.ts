@@ -1,7 +1,7 @@
 import { AbortMultipartUploadCommand, DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { PassThrough, Writable } from 'node:stream';
-import { SettlingBlobWriter } from './writer-base.ts';
+import { SettlingBlobWriter } from './settling-writer.ts';
 
 export interface S3WriterOptions {
   client: S3Client;

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { SettlingBlobWriter } from '../storage/writer-base.ts';
+import { SettlingBlobWriter } from '../storage/settling-writer.ts';
 
 /**
  * A writer for bytes that already sit complete in a local file (a finished resumable upload):

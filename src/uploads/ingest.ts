@@ -15,7 +15,7 @@ import { kindOf } from '../media/media-kind.ts';
 import { sanitizeFilename } from '../media/filename.ts';
 import type { MediaRecord, MediaRepo, Reservations, Visibility } from '../media/media-repo.ts';
 import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
-import { newId } from '../media/signing.ts';
+import { newId } from '../util/ids.ts';
 
 export interface IngestDeps {
   storage: BlobStore;

@@ -7,7 +7,7 @@ import { SORTS } from '../../media/media-repo.ts';
 import { callerOf } from '../plugins/authenticate.ts';
 import { MediaItem, mediaJson } from '../media-json.ts';
 import { errors, iso, IsoTime } from '../schemas.ts';
-import { receiveMultipart } from './upload.ts';
+import { receiveMultipart } from '../multipart-upload.ts';
 
 export interface MediaRouteDeps {
   media: MediaService;

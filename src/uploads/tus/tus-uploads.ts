@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { AppError, isAppError, validationFailed } from '../../errors.ts';
 import { isStorageFull } from '../../storage/blob-store.ts';
 import type { MediaRepo } from '../../media/media-repo.ts';
-import { newId } from '../../media/signing.ts';
+import { newId } from '../../util/ids.ts';
 import { parseTagList } from '../../media/tags.ts';
 import type { Scanner } from '../../scan/scanner.ts';
 import type { TypePolicy } from '../file-types.ts';

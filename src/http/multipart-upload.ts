@@ -1,9 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, isAppError, validationFailed } from '../../errors.ts';
-import type { Ingest, StagedUpload } from '../../uploads/ingest.ts';
-import { tooLarge } from '../../uploads/stream-stages.ts';
-import type { MediaRecord, Visibility } from '../../media/media-repo.ts';
-import { parseTagList } from '../../media/tags.ts';
+import { AppError, isAppError, validationFailed } from '../errors.ts';
+import type { Ingest, StagedUpload } from '../uploads/ingest.ts';
+import { tooLarge } from '../uploads/stream-stages.ts';
+import type { MediaRecord, Visibility } from '../media/media-repo.ts';
+import { parseTagList } from '../media/tags.ts';
 
 function invalid(path: string, message: string): AppError {
   return validationFailed({ path, message });
