@@ -20,7 +20,7 @@ const ABOVE = {
   uploads: ['cli', 'cluster', 'http'],
   http: ['cli', 'cluster'],
 };
-const layers = Object.entries(ABOVE).map(([folder, above]) => ({
+export const layers = Object.entries(ABOVE).map(([folder, above]) => ({
   files: [`src/${folder}/**/*.ts`],
   rules: {
     'no-restricted-imports': [
