@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { EICAR, EICAR_SIGNATURE, clamdAvailable, startClamd, type RunningClamd } from '../helpers/clamd.ts';
 import {
+  TUS_HEADER,
   KiB,
   TUS,
   expectError,
@@ -21,7 +22,6 @@ import {
  */
 
 const GiB = 1024 * 1024 * KiB;
-const TUS_HEADER = { 'tus-resumable': '1.0.0' };
 const scanning = clamdAvailable();
 
 let app: TusApp;

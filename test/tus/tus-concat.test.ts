@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import {
+  TUS_HEADER,
+  MiB,
   KiB,
   TUS,
   encodeMetadata,
@@ -15,10 +17,8 @@ import {
 
 /** tus's concatenation extension, raw and through tus-js-client's parallel uploads. */
 
-const MiB = 1024 * KiB;
 const MAX = 8 * MiB;
 const QUOTA = 10 * MiB;
-const TUS_HEADER = { 'tus-resumable': '1.0.0' };
 
 let app: TusApp;
 

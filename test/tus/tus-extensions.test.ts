@@ -3,6 +3,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, afterEach, describe, expect, test } from 'vitest';
 import {
+  TUS_HEADER,
+  MiB,
   KiB,
   TUS,
   encodeMetadata,
@@ -19,10 +21,8 @@ import {
 
 /** tus's checksum and creation-defer-length extensions, and every malformed tus header. */
 
-const MiB = 1024 * KiB;
 const MAX = 1 * MiB;
 const QUOTA = 3 * MiB;
-const TUS_HEADER = { 'tus-resumable': '1.0.0' };
 
 let app: TusApp;
 

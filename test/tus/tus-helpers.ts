@@ -11,6 +11,7 @@ import { expectErrorShape, type ErrorBody } from '../helpers/contract.ts';
 
 export {
   KiB,
+  MiB,
   FIXTURES,
   pdfOfSize,
   sha256,
@@ -19,6 +20,8 @@ export {
   type User,
 } from '../helpers/common.ts';
 export const TUS = '/api/media/uploads';
+/** The protocol version header every tus request but discovery carries. */
+export const TUS_HEADER = { 'tus-resumable': '1.0.0' } as const;
 
 export interface TusApp extends ListeningApp {
   endpoint: string;

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { IngestSource } from '../../src/uploads/ingest.ts';
 import { until } from '../helpers/common.ts';
 import {
+  TUS_HEADER,
   KiB,
   TUS,
   expectError,
@@ -19,7 +20,6 @@ import {
 /** Expiry, browsers (CORS) and concurrent requests on one upload. */
 
 const ORIGIN = 'https://app.example.com';
-const TUS_HEADER = { 'tus-resumable': '1.0.0' };
 
 let app: TusApp;
 

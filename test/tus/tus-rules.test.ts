@@ -2,6 +2,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
+  TUS_HEADER,
+  MiB,
   KiB,
   TUS,
   expectError,
@@ -15,11 +17,9 @@ import {
 
 /** The tus protocol rules, spoken raw over HTTP where the exact request matters. */
 
-const MiB = 1024 * KiB;
 const MAX = 1536 * MiB;
 const QUOTA = 1280 * MiB;
 const ORIGIN = 'https://app.example.com';
-const TUS_HEADER = { 'tus-resumable': '1.0.0' };
 
 let app: TusApp;
 

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { EICAR, EICAR_SIGNATURE, clamdAvailable, startClamd, type RunningClamd } from '../helpers/clamd.ts';
 import {
+  TUS_HEADER,
   KiB,
   expectError,
   patchHeaders,
@@ -21,7 +22,6 @@ import {
  */
 
 const scanning = clamdAvailable();
-const TUS_HEADER = { 'tus-resumable': '1.0.0' };
 
 /** A TCP proxy to clamd whose open connections can be cut while new ones still go through. */
 async function cuttableProxy(target: string): Promise<{ url: string; cut(): void; close(): Promise<void> }> {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
+  TUS_HEADER,
   KiB,
   TUS,
   expectError,
@@ -21,7 +22,6 @@ import {
  */
 
 const QUOTA = 4 * 1024 * KiB;
-const TUS_HEADER = { 'tus-resumable': '1.0.0' };
 const BOB_LENGTH = 64 * KiB;
 
 let app: TusApp;
