@@ -12,9 +12,14 @@ import { cleanEnv, readUsers, runCli } from '../cli/cli-helpers.ts';
 import { until } from '../helpers/common.ts';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.ts';
 import { tempDir } from '../helpers/temp.ts';
+import { required } from '../helpers/requirements.ts';
 
 const MAIN = resolve(import.meta.dirname, '../../src/main.ts');
-const scriptAvailable = spawnSync('script', ['--version']).status === 0;
+const scriptAvailable = required(
+  spawnSync('script', ['--version']).status === 0,
+  'script (a terminal for the test)',
+  'apt-get install bsdutils',
+);
 
 const running: ServerProcess[] = [];
 afterEach(async () => {

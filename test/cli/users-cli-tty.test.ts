@@ -7,8 +7,13 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PasswordHasher } from '../../src/auth/passwords.ts';
 import { CLI, cleanEnv, readUsers, tempProject } from './cli-helpers.ts';
+import { required } from '../helpers/requirements.ts';
 
-const scriptAvailable = spawnSync('script', ['--version']).status === 0;
+const scriptAvailable = required(
+  spawnSync('script', ['--version']).status === 0,
+  'script (a terminal for the test)',
+  'apt-get install bsdutils',
+);
 
 interface Answer {
   after: string;

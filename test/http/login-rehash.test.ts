@@ -14,8 +14,13 @@ import { until } from '../helpers/common.ts';
 import { tempDir } from '../helpers/temp.ts';
 import { cleanEnv, runCli } from '../cli/cli-helpers.ts';
 import { expectError, expectUnauthenticated, login, me } from './http-helpers.ts';
+import { required } from '../helpers/requirements.ts';
 
-const htpasswdAvailable = spawnSync('htpasswd', ['-h']).error === undefined;
+const htpasswdAvailable = required(
+  spawnSync('htpasswd', ['-h']).error === undefined,
+  "Apache's htpasswd",
+  'apt-get install apache2-utils (.ci/run does)',
+);
 const NO_HTPASSWD = 'htpasswd not found: install apache2-utils to run the htpasswd compatibility tests';
 
 const CAROL = 'carol-bcrypt-pw1';

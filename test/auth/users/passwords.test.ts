@@ -9,9 +9,14 @@ import { hashScheme, isUsableHash, OWASP_ARGON2ID_MIN, PasswordHasher } from '..
 import { parseUsersFile } from '../../../src/auth/user-file.ts';
 import { LimiterFullError } from '../../../src/util/limiter.ts';
 import { tempDir } from '../../helpers/temp.ts';
+import { required } from '../../helpers/requirements.ts';
 
 const hasher = new PasswordHasher();
-const htpasswdAvailable = spawnSync('htpasswd', ['-h']).error === undefined;
+const htpasswdAvailable = required(
+  spawnSync('htpasswd', ['-h']).error === undefined,
+  "Apache's htpasswd",
+  'apt-get install apache2-utils (.ci/run does)',
+);
 const NO_HTPASSWD = 'htpasswd not found: install apache2-utils to run the htpasswd compatibility tests';
 
 function phcParams(hash: string): Record<string, number> {
