@@ -38,7 +38,18 @@ export const layers = Object.entries(ABOVE).map(([folder, above]) => ({
 }));
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.tools/', 'data/', 'coverage/', 'bench/results/', '.scratch/'] },
+  {
+    ignores: [
+      'node_modules/',
+      '.tools/',
+      'data/',
+      'coverage/',
+      'bench/results/',
+      '.scratch/',
+      'console/dist/',
+      'test-artifacts/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/node-env.sh
 stowage_ensure_deps
+# The console's API types come from the served OpenAPI document: generated, typechecked and built
+# first, so a drift between the console and the contract fails here, and lint sees the types.
+echo "== console"; node scripts/build-console.ts
 echo "== lint"; npx eslint --max-warnings 0 .
 echo "== format"; npx prettier --check --log-level warn .
 echo "== typecheck"; npx tsc --noEmit

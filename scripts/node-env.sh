@@ -30,3 +30,12 @@ stowage_ensure_deps() {
     (cd "$_stowage_root" && npm_config_nodedir="$_stowage_nodedir" npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
 }
+
+# Builds the web console (console/dist) when it is missing or older than its sources.
+stowage_ensure_console() {
+  local dist="$_stowage_root/console/dist/index.html"
+  if [ ! -f "$dist" ] || [ -n "$(find "$_stowage_root/console/src" "$_stowage_root/console/index.html" -newer "$dist" -print -quit)" ]; then
+    echo "stowage: building the web console" >&2
+    (cd "$_stowage_root" && node scripts/build-console.ts >&2)
+  fi
+}

@@ -20,6 +20,7 @@ import { contentRoutes } from './http/routes/content.ts';
 import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
+import { consoleRoutes } from './http/routes/console.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
 import { createOffload } from './http/offload.ts';
 import { clientAddressKey } from './util/client-address.ts';
@@ -101,6 +102,9 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
       sizes: config.thumbnailSizes,
     });
     await tusDiscoveryRoutes(open, services.tus);
+    if (config.console.enabled) {
+      await consoleRoutes(open, { dir: config.console.dir, warn: (message) => logger.warn(message) });
+    }
   });
 
   // Everything in this context needs a live session; the per-user rate limit counts per caller.

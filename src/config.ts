@@ -77,6 +77,8 @@ export interface Config {
   anonRateLimit: number;
   /** When set, GET /metrics requires `Authorization: Bearer <this>`. */
   metricsToken: string | undefined;
+  /** The web console at / and /app/ (STOWAGE_CONSOLE), built into this folder by scripts/build-console.ts. */
+  console: { enabled: boolean; dir: string };
   /**
    * Local storage behind nginx: the URI prefix (starting and ending with "/") of nginx's internal
    * location for the blobs; content answers carry X-Accel-Redirect and nginx sends the bytes.
@@ -318,6 +320,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     bodyTimeout: int('STOWAGE_BODY_TIMEOUT', 30, 1, 3600),
     anonRateLimit: int('STOWAGE_ANON_RATE_LIMIT_PER_MINUTE', 3000, 0),
     metricsToken,
+    console: {
+      enabled: bool('STOWAGE_CONSOLE', true),
+      dir: path.resolve(import.meta.dirname, '..', 'console', 'dist'),
+    },
     accelRedirect,
     s3Redirect,
   };

@@ -7,6 +7,12 @@ import { ErrorResponse } from '../schemas.ts';
 export async function registerDocs(app: FastifyInstance): Promise<void> {
   app.addSchema(ErrorResponse);
   await app.register(swagger, {
+    // Components are named by their schema's $id (MediaItem, ErrorResponse), not def-0, def-1…:
+    // the console's generated client and other readers of the document refer to them by name.
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) =>
+        typeof json.$id === 'string' ? json.$id : `def-${i}`,
+    },
     openapi: {
       openapi: '3.1.0',
       info: {

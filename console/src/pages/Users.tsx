@@ -1,0 +1,89 @@
+import { useEffect, useState } from 'preact/hooks';
+import { authedFetch, errorFrom, messageOf } from '../api';
+import { formatBytes } from '../format';
+
+interface UserRow {
+  username: string;
+  roles: string[];
+  usage: { files: number; bytes: number };
+  sessions: number;
+}
+
+export function Users() {
+  const [rows, setRows] = useState<UserRow[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [status, setStatus] = useState<string | null>(null);
+  const load = async () => {
+    try {
+      const res = await authedFetch('/api/admin/users');
+      if (!res.ok) throw await errorFrom(res);
+      setRows(((await res.json()) as { items: UserRow[] }).items);
+    } catch (e) {
+      setError(messageOf(e));
+    }
+  };
+  useEffect(() => void load(), []);
+
+  const endSessions = async (name: string) => {
+    try {
+      const res = await authedFetch(`/api/admin/users/${encodeURIComponent(name)}/sessions`, {
+        method: 'DELETE',
+      });
+      if (!res.ok) throw await errorFrom(res);
+      setStatus(`Every session of ${name} has ended.`);
+      await load();
+    } catch (e) {
+      setError(messageOf(e));
+    }
+  };
+
+  return (
+    <section>
+      <h1>Users</h1>
+      {error && (
+        <p role="alert" class="error">
+          {error}
+        </p>
+      )}
+      {status && <p role="status">{status}</p>}
+      {rows && (
+        <div class="table">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Roles</th>
+                <th scope="col">Files</th>
+                <th scope="col">Bytes</th>
+                <th scope="col">Sessions</th>
+                <th scope="col">
+                  <span class="visually-hidden">Action</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((u) => (
+                <tr key={u.username}>
+                  <td>{u.username}</td>
+                  <td>{u.roles.join(', ')}</td>
+                  <td>{u.usage.files}</td>
+                  <td>{formatBytes(u.usage.bytes)}</td>
+                  <td>{u.sessions}</td>
+                  <td>
+                    <button
+                      type="button"
+                      aria-label={`End sessions of ${u.username}`}
+                      onClick={() => void endSessions(u.username)}
+                    >
+                      End sessions
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
