@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { PASSWORDS } from '../helpers/app.ts';
 import { required } from '../helpers/requirements.ts';
 
 /** Debian's Chromium: no browser can be downloaded here, and playwright-core brings none. */
@@ -60,4 +61,13 @@ export async function openContext(
 export async function screenshot(page: Page, name: string): Promise<void> {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+/** Signs in through the form, as a person would, and waits for the signed-in navigation. */
+export async function signIn(page: Page, user: keyof typeof PASSWORDS): Promise<void> {
+  await page.goto('/');
+  await page.getByLabel('Username').fill(user);
+  await page.getByLabel('Password').fill(PASSWORDS[user]);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('navigation').getByRole('button', { name: 'Sign out' }).waitFor();
 }

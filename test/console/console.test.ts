@@ -11,7 +11,7 @@ import {
   type MediaApp,
   type MediaItem,
 } from '../media/media-helpers.ts';
-import { browserAvailable, launch, openContext, screenshot, VIEWPORTS } from './browser.ts';
+import { browserAvailable, launch, openContext, screenshot, signIn, VIEWPORTS } from './browser.ts';
 
 /**
  * The web console in a real Chromium, driven only through roles and accessible names, the way
@@ -33,14 +33,6 @@ afterAll(async () => {
   await browser?.close();
   await app?.close();
 });
-
-async function signIn(page: Page, user: keyof typeof PASSWORDS): Promise<void> {
-  await page.goto('/');
-  await page.getByLabel('Username').fill(user);
-  await page.getByLabel('Password').fill(PASSWORDS[user]);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('navigation').getByRole('button', { name: 'Sign out' }).waitFor();
-}
 
 /** The Authorization header the console sends, read off its requests. */
 function tokensSeen(page: Page): Set<string> {

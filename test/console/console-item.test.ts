@@ -1,0 +1,147 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser } from 'playwright-core';
+import {
+  FIXTURES,
+  pdf,
+  sha256,
+  startMediaApp,
+  type MediaApp,
+  type MediaItem,
+} from '../media/media-helpers.ts';
+import { browserAvailable, launch, openContext, screenshot, signIn, VIEWPORTS } from './browser.ts';
+
+/** CONSOLE.md, "An item": the item view, its actions, sharing and deleting, in Chromium. */
+const run = browserAvailable();
+
+let app: MediaApp;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!run) return;
+  // Links may live a day here: "7 days" is then refused, which shows an API error in words.
+  app = await startMediaApp({ STOWAGE_LINK_MAX_TTL: '86400' });
+  browser = await launch();
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await app?.close();
+});
+
+describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
+  'an item in the console at a %s viewport',
+  (name, viewport) => {
+    it('shows the item, downloads it, and saves visibility, tags and a new name', async () => {
+      const jpeg = await fs.readFile(path.join(FIXTURES, 'Canon_40D.jpg'));
+      const item = await app.uploadFile(jpeg, `photo-${name}.jpg`, 'alice', { tags: 'first' });
+      const { context, page, foreign, problems } = await openContext(browser, viewport, app.base);
+      await signIn(page, 'alice');
+      await page
+        .getByRole('list', { name: 'Items' })
+        .getByRole('link', { name: `photo-${name}.jpg` })
+        .click();
+      await page.getByRole('heading', { name: `photo-${name}.jpg` }).waitFor();
+      await expect
+        .poll(() => page.getByRole('img', { name: `photo-${name}.jpg` }).getAttribute('src'))
+        .toMatch(/^blob:/);
+      const text = await page.getByRole('main').textContent();
+      expect(text).toContain('image/jpeg');
+      expect(text).toContain(`${item.image!.width} × ${item.image!.height}`);
+      expect(text).toContain('first');
+      for (const button of ['Download', 'Share', 'Rename', 'Delete'])
+        await page.getByRole('button', { name: button, exact: true }).waitFor();
+      await screenshot(page, `${name}-item`);
+
+      const download = page.waitForEvent('download');
+      await page.getByRole('button', { name: 'Download', exact: true }).click();
+      const file = await (await download).path();
+      expect(sha256(await fs.readFile(file))).toBe(item.sha256);
+
+      await page.getByLabel('Visibility').selectOption({ label: 'Public' });
+      await expect
+        .poll(async () => (await app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().visibility)
+        .toBe('public');
+
+      await page.getByLabel('Tags').fill('beach, summer');
+      await page.getByRole('button', { name: 'Save', exact: true }).click();
+      await expect
+        .poll(async () => (await app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().tags)
+        .toEqual(['beach', 'summer']);
+
+      await page.getByRole('button', { name: 'Rename', exact: true }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.getByLabel('File name').fill(`renamed-${name}.jpg`);
+      await dialog.getByRole('button', { name: 'Rename' }).click();
+      await page.getByRole('heading', { name: `renamed-${name}.jpg` }).waitFor();
+      expect((await app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().filename).toBe(
+        `renamed-${name}.jpg`,
+      );
+      expect(foreign).toEqual([]);
+      expect(problems).toEqual([]);
+      await context.close();
+    });
+
+    it('shares a link that works, copies it, shows refusals in words, and revokes it', async () => {
+      const doc = pdf(2000, `shared ${name}`);
+      const item = await app.uploadFile(doc, `shared-${name}.pdf`, 'alice');
+      const { context, page, foreign, problems } = await openContext(browser, viewport, app.base);
+      await signIn(page, 'alice');
+      await page.goto(`/app/items/${item.id}`);
+      await page.getByRole('heading', { name: `shared-${name}.pdf` }).waitFor();
+      expect(await page.getByRole('main').textContent()).toMatch(/no preview/i);
+      await page.getByRole('button', { name: 'Share', exact: true }).click();
+
+      // Longer than the server allows: the API's message, in words.
+      await page.getByLabel('Expires in').selectOption({ label: '7 days' });
+      await page.getByRole('button', { name: 'Create link' }).click();
+      const alert = page.getByRole('alert');
+      await alert.waitFor();
+      expect(await alert.textContent()).not.toMatch(/[{}]/);
+
+      await page.getByLabel('Expires in').selectOption({ label: '1 hour' });
+      await page.getByRole('button', { name: 'Create link' }).click();
+      const field = page.getByLabel('Share link');
+      await expect.poll(() => field.inputValue()).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/api\/media\/.+token=/);
+      expect(await field.getAttribute('readonly')).not.toBeNull();
+      const url = await field.inputValue();
+      const shared = await fetch(url);
+      expect(shared.status).toBe(200);
+      expect(sha256(Buffer.from(await shared.arrayBuffer()))).toBe(item.sha256);
+      await page.getByRole('button', { name: 'Copy link' }).click();
+      await expect.poll(() => page.evaluate<string>('navigator.clipboard.readText()')).toBe(url);
+      await screenshot(page, `${name}-share`);
+
+      const revoke = page.getByRole('button', { name: 'Revoke' });
+      await expect.poll(() => revoke.count()).toBe(1);
+      await revoke.click();
+      await expect.poll(() => revoke.count()).toBe(0);
+      await expect.poll(async () => (await fetch(url)).status).toBe(401);
+      expect(foreign).toEqual([]);
+      expect(problems).toEqual([]);
+      await context.close();
+    });
+
+    it('asks before deleting, and Cancel keeps the item', async () => {
+      const item = await app.uploadFile(pdf(100, `delete ${name}`), `doomed-${name}.pdf`, 'alice');
+      const { context, page, problems } = await openContext(browser, viewport, app.base);
+      await signIn(page, 'alice');
+      await page.goto(`/app/items/${item.id}`);
+      await page.getByRole('button', { name: 'Delete', exact: true }).click();
+      let dialog = page.getByRole('dialog');
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      await expect.poll(() => page.getByRole('dialog').count()).toBe(0);
+      expect((await app.api('GET', `/api/media/${item.id}`)).status).toBe(200);
+
+      await page.getByRole('button', { name: 'Delete', exact: true }).click();
+      dialog = page.getByRole('dialog');
+      await dialog.getByRole('button', { name: 'Delete' }).click();
+      await page.getByRole('heading', { name: 'Library' }).waitFor();
+      expect((await app.api('GET', `/api/media/${item.id}`)).status).toBe(404);
+      expect(await page.getByRole('link', { name: `doomed-${name}.pdf` }).count()).toBe(0);
+      expect(problems).toEqual([]);
+      await context.close();
+    });
+  },
+);
