@@ -109,11 +109,12 @@ class Fsck {
     await this.#checkItems();
     for (const prefix of this.#options.prefixes) await this.#checkFiles(prefix);
     const c = this.#counts;
+    const verified = this.#options.verify ? ' (sha256 verified)' : '';
+    const removed = this.#options.repair ? `, ${count(c.removed, 'stray file')} removed` : '';
+    const young = c.young > 0 ? `; ${count(c.young, 'file')} younger than --min-age left out` : '';
     this.#io.stderr.write(
-      `fsck ${where}: ${c.items} items and ${c.files} files checked${this.#options.verify ? ' (sha256 verified)' : ''}, ` +
-        `${c.problems} problem${c.problems === 1 ? '' : 's'}` +
-        `${this.#options.repair ? `, ${c.removed} stray file${c.removed === 1 ? '' : 's'} removed` : ''}` +
-        `${c.young > 0 ? `; ${c.young} files younger than --min-age left out` : ''}\n`,
+      `fsck ${where}: ${count(c.items, 'item')} and ${count(c.files, 'file')} checked${verified}, ` +
+        `${count(c.problems, 'problem')}${removed}${young}\n`,
     );
     return c.problems > 0 ? 1 : 0;
   }
@@ -212,6 +213,10 @@ class Fsck {
     this.#counts.removed++;
     this.#report(`stray-file ${key} removed`);
   }
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** Runs `work` on every element, at most `limit` at a time. */
