@@ -40,7 +40,7 @@ export function refuseUnsupported(config: Config, command: string): void {
   const advice: string[] = [];
   if (config.database.kind !== 'sqlite') {
     advice.push(
-      'the database is PostgreSQL: back it up with its own tools (pg_dump, or continuous archiving / point-in-time recovery)',
+      'the database is PostgreSQL: back it up and restore it with its own tools (pg_dump and pg_restore, or continuous archiving for point-in-time recovery)',
     );
   }
   if (config.storage.kind !== 'local') {
@@ -106,6 +106,7 @@ async function backup(target: string, config: Config, io: CliIo): Promise<number
     // One step for all pages: the copy is one read transaction, a snapshot no write can split
     // (the server's writes go on meanwhile, WAL readers do not block them).
     await live.backup(copyFile, { progress: () => 0x7fffffff });
+    await fs.chmod(copyFile, 0o600);
     say(`database: snapshot of ${dbFile} taken`);
 
     const copy = new Sqlite(copyFile);

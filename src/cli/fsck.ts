@@ -21,6 +21,7 @@ import {
 } from '../storage/key-layout.ts';
 import { ORPHAN_AGE_MS } from '../media/sweeper.ts';
 import { digest } from './backup-manifest.ts';
+import { exists } from './backup.ts';
 import type { CliIo } from './main.ts';
 import { CommandError, loadServerConfig, parseCommand, runCommand } from './ops-command.ts';
 
@@ -59,6 +60,10 @@ export function fsckCommand(argv: string[], io: CliIo): Promise<number> {
       throw new CommandError('--min-age must be a whole number of seconds', 2);
     }
     const config = loadServerConfig(io);
+    // Opening would create an empty database: say instead that there is none to check.
+    if (config.database.kind === 'sqlite' && !(await exists(config.database.file))) {
+      throw new CommandError(`no database at ${config.database.file}: nothing to check`);
+    }
     const database = await openDatabase(config.database);
     try {
       const store = await createBlobStore(config.storage);

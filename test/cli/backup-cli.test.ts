@@ -238,17 +238,40 @@ describe('backup and restore refuse what they cannot do safely', () => {
     },
   );
 
-  test('backup refuses a non-empty target and leaves it alone', async () => {
-    const { project, dataDir } = await newDataDir();
-    const target = path.join(project, 'target');
-    await fs.mkdir(target);
-    await fs.writeFile(path.join(target, 'keep'), 'x');
-    const result = await stowage(['backup', target], project, { STOWAGE_DATA_DIR: dataDir });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toContain('is not empty');
-    expect(await fs.readdir(target)).toEqual(['keep']);
-    expect(await exists(`${target}.partial`)).toBe(false);
-  });
+  test(
+    'backup refuses a non-empty target, and a DIR.partial it did not start',
+    { timeout: 60_000 },
+    async () => {
+      const { project, dataDir } = await newDataDir();
+      const target = path.join(project, 'target');
+      await fs.mkdir(target);
+      await fs.writeFile(path.join(target, 'keep'), 'x');
+      const result = await stowage(['backup', target], project, { STOWAGE_DATA_DIR: dataDir });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('is not empty');
+      expect(await fs.readdir(target)).toEqual(['keep']);
+      expect(await exists(`${target}.partial`)).toBe(false);
+
+      // A database to back up: the one a server creates at its start.
+      const server = await startServer(project, { STOWAGE_DATA_DIR: dataDir });
+      await server.kill('SIGTERM');
+      // What an interrupted backup left (it carries the marker) is replaced; anything else is not.
+      const next = path.join(project, 'next');
+      await fs.mkdir(`${next}.partial`);
+      await fs.writeFile(path.join(`${next}.partial`, 'not ours'), 'x');
+      const foreign = await stowage(['backup', next], project, { STOWAGE_DATA_DIR: dataDir });
+      expect(foreign.code).toBe(1);
+      expect(foreign.stderr).toContain('is not an unfinished backup');
+      expect(await fs.readdir(`${next}.partial`)).toEqual(['not ours']);
+      await fs.writeFile(path.join(`${next}.partial`, '.stowage-backup-in-progress'), '');
+      const resumed = await stowage(['backup', next], project, { STOWAGE_DATA_DIR: dataDir });
+      expect(resumed.code).toBe(0);
+      expect(await exists(`${next}.partial`)).toBe(false);
+      expect((await readManifest(next)).items).toEqual([]);
+      expect((await fs.stat(next)).mode & 0o777).toBe(0o700);
+      expect((await fs.stat(path.join(next, 'stowage.db'))).mode & 0o777).toBe(0o600);
+    },
+  );
 
   test.each([
     ['PostgreSQL', { STOWAGE_DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, /pg_dump/],
