@@ -28,11 +28,12 @@ import {
 } from './backup-manifest.ts';
 import { CommandError, loadServerConfig, parseCommand, runCommand } from './ops-command.ts';
 
-export const BACKUP_USAGE = `usage: stowage backup DIR
+export const BACKUP_USAGE = `usage: stowage backup [--copy] DIR
 
 Copies the database (SQLite), the keys, the users file and every item's original file into DIR
 (which must be empty or absent) while the server runs, with a manifest of sizes and sha256.
-Renditions are not copied: they are made again from the originals on demand.
+Files are hard-linked when DIR is on the same file system as the storage, else copied; --copy
+always copies. Renditions are not copied: they are made again from the originals on demand.
 `;
 
 /** Only for SQLite and local disk; PostgreSQL and S3 have better tools of their own. */
@@ -61,7 +62,10 @@ const PAGE = 500;
 
 export function backupCommand(argv: string[], io: CliIo): Promise<number> {
   return runCommand(io, BACKUP_USAGE, async () => {
-    const { values, args } = parseCommand('backup', argv, { help: { type: 'boolean', short: 'h' } });
+    const { values, args } = parseCommand('backup', argv, {
+      copy: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    });
     if (values.help) {
       io.stdout.write(BACKUP_USAGE);
       return 0;
@@ -69,14 +73,17 @@ export function backupCommand(argv: string[], io: CliIo): Promise<number> {
     if (args.length !== 1) throw new CommandError('backup needs one argument, DIR', 2);
     const config = loadServerConfig(io);
     refuseUnsupported(config, 'backup');
-    return backup(path.resolve(io.cwd, args[0]!), config, io);
+    return backup(path.resolve(io.cwd, args[0]!), config, io, { copy: values.copy === true });
   });
 }
 
-async function backup(target: string, config: Config, io: CliIo): Promise<number> {
+interface BackupOptions {
+  /** Copies even where a hard link would do: a backup that shares no file with the live store. */
+  copy: boolean;
+}
+
+async function backup(target: string, config: Config, io: CliIo, options: BackupOptions): Promise<number> {
   if (config.database.kind !== 'sqlite' || config.storage.kind !== 'local') return 2;
-  const say = (line: string) => io.stdout.write(`${line}\n`);
-  const complain = (line: string) => io.stderr.write(`${line}\n`);
   await assertEmptyOrAbsent(target);
   const storeRoot = path.resolve(config.storage.dir);
   if (target === storeRoot || target.startsWith(storeRoot + path.sep)) {
@@ -96,6 +103,26 @@ async function backup(target: string, config: Config, io: CliIo): Promise<number
   await fs.mkdir(partial, { recursive: true, mode: 0o700 });
   await fs.writeFile(path.join(partial, IN_PROGRESS), '', { mode: 0o600 });
 
+  try {
+    return await backupInto(partial, target, config, io, options);
+  } catch (error) {
+    // Nothing half-made stays behind (it may be what filled the disk).
+    await fs.rm(partial, { recursive: true, force: true }).catch(() => undefined);
+    throw error;
+  }
+}
+
+async function backupInto(
+  partial: string,
+  target: string,
+  config: Config,
+  io: CliIo,
+  options: BackupOptions,
+): Promise<number> {
+  if (config.database.kind !== 'sqlite' || config.storage.kind !== 'local') return 2;
+  const say = (line: string) => io.stdout.write(`${line}\n`);
+  const complain = (line: string) => io.stderr.write(`${line}\n`);
+  const dbFile = config.database.file;
   const { default: Sqlite } = await import('better-sqlite3');
   const live = new Sqlite(dbFile, { fileMustExist: true });
   const store = await LocalBlobStore.create(config.storage.dir);
@@ -114,7 +141,7 @@ async function backup(target: string, config: Config, io: CliIo): Promise<number
     const itemsOut = createWriteStream(itemsFile, { mode: 0o600 });
     const dropped: Manifest['dropped'] = [];
     const counts = { items: 0, linked: 0, copied: 0, bytes: 0 };
-    let canLink = (await fs.stat(store.root)).dev === (await fs.stat(partial)).dev;
+    let canLink = !options.copy && (await fs.stat(store.root)).dev === (await fs.stat(partial)).dev;
     try {
       const page = copy.prepare<
         [string, number],
@@ -186,8 +213,10 @@ async function backup(target: string, config: Config, io: CliIo): Promise<number
       version: VERSION,
       createdAt: new Date().toISOString(),
       database: await entryOf(partial, 'stowage.db'),
-      jwtKey: await copyAside(config.jwtKeyFile, partial, `keys/${path.basename(config.jwtKeyFile)}`),
-      linkKey: await copyAside(config.linkKeyFile, partial, `keys/${path.basename(config.linkKeyFile)}`),
+      // Fixed names: the configured files may be anywhere, under any name (restore puts each
+      // where the restoring settings say).
+      jwtKey: await copyAside(config.jwtKeyFile, partial, 'keys/jwt-ed25519.pem'),
+      linkKey: await copyAside(config.linkKeyFile, partial, 'keys/link-hmac.key'),
       usersFile: await copyAside(config.usersFile, partial, 'users'),
       renditions: 'not included: they are derived from the originals and made again on demand',
       dropped,

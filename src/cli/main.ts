@@ -35,7 +35,7 @@ const USAGE = `usage:
   stowage users passwd NAME [--password-stdin]
   stowage users remove NAME
   stowage users list
-  stowage backup DIR
+  stowage backup [--copy] DIR
   stowage restore DIR
   stowage fsck [--verify] [--repair] [--min-age SECONDS]
 

@@ -78,7 +78,8 @@ describe('backup under load, restore, serve', () => {
         await load;
         expect(backup.stderr).toBe('');
         expect(backup.code).toBe(0);
-        expect(backup.stdout).toMatch(/backup complete/);
+        // Same file system: hard links, no second copy of the bytes.
+        expect(backup.stdout).toMatch(/backup complete .*\(\d+ hard-linked, 0 copied\)/);
         expect(await exists(`${backupDir}.partial`)).toBe(false);
         const manifest = await readManifest(backupDir);
         const inBackup = new Map(manifest.items.map((item) => [item.id, item]));
@@ -166,13 +167,20 @@ describe('backup and restore refuse what they cannot do safely', () => {
       const gone = ids[1]!;
       await fs.rm(path.join(dataDir, 'blobs', 'media', gone.slice(0, 2), gone));
       const backupDir = path.join(project, 'backup');
-      const backup = await stowage(['backup', backupDir], project, env);
+      const backup = await stowage(['backup', '--copy', backupDir], project, env);
       expect(backup.code).toBe(1);
+      // --copy: files of their own, not hard links to the live ones.
+      expect(backup.stdout).toContain('(0 hard-linked, 2 copied)');
       expect(backup.stderr).toContain(
         `dropped media/${gone.slice(0, 2)}/${gone} item=${gone}: file missing from the storage`,
       );
       const manifest = await readManifest(backupDir);
       expect(manifest.items.map((i) => i.id).sort()).toEqual(ids.filter((id) => id !== gone).sort());
+      for (const item of manifest.items) {
+        const copied = await fs.stat(path.join(backupDir, item.path));
+        expect(copied.nlink).toBe(1);
+        expect(copied.size).toBe(item.size);
+      }
       // The copy is consistent without it: restored, fsck finds nothing wrong.
       const freshEnv = { STOWAGE_DATA_DIR: path.join(project, 'restored') };
       expect((await stowage(['restore', backupDir], project, freshEnv)).code).toBe(0);
