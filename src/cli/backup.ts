@@ -16,6 +16,7 @@ import type { Config } from '../config.ts';
 import { isNotFound } from '../storage/blob-store.ts';
 import { originalKey } from '../storage/key-layout.ts';
 import { LocalBlobStore } from '../storage/local.ts';
+import { systemClock } from '../util/clock.ts';
 import type { CliIo } from './main.ts';
 import {
   digestFile,
@@ -211,7 +212,7 @@ async function backupInto(
     const manifest: Omit<Manifest, 'items'> = {
       format: FORMAT,
       version: VERSION,
-      createdAt: new Date().toISOString(),
+      createdAt: new Date(systemClock.now()).toISOString(),
       database: await entryOf(partial, 'stowage.db'),
       // Fixed names: the configured files may be anywhere, under any name (restore puts each
       // where the restoring settings say).

@@ -20,6 +20,7 @@ import {
   RENDITIONS_PREFIX,
 } from '../storage/key-layout.ts';
 import { ORPHAN_AGE_MS } from '../media/sweeper.ts';
+import { systemClock } from '../util/clock.ts';
 import { digest } from './backup-manifest.ts';
 import { exists } from './backup.ts';
 import type { CliIo } from './main.ts';
@@ -71,7 +72,7 @@ export function fsckCommand(argv: string[], io: CliIo): Promise<number> {
         const fsck = new Fsck(database.db, store, io, {
           verify: values.verify === true,
           repair: values.repair === true,
-          youngerThan: Date.now() - minAge * 1000,
+          youngerThan: systemClock.now() - minAge * 1000,
           // Every file of a local store is ours (tus keeps its uploads elsewhere); in a bucket, tus's
           // objects sit beside ours, so only our prefixes are looked at.
           prefixes: config.storage.kind === 'local' ? [''] : [ORIGINALS_PREFIX, RENDITIONS_PREFIX],
