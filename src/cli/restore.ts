@@ -44,6 +44,9 @@ export function restoreCommand(argv: string[], io: CliIo): Promise<number> {
   });
 }
 
+/** What the server's ids look like (src/util/ids.ts), with room for longer ones. */
+const ITEM_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
 async function restore(dir: string, config: Config, io: CliIo): Promise<number> {
   if (config.database.kind !== 'sqlite' || config.storage.kind !== 'local') return 2;
   const say = (line: string) => io.stdout.write(`${line}\n`);
@@ -54,7 +57,12 @@ async function restore(dir: string, config: Config, io: CliIo): Promise<number> 
   for (const entry of [manifest.jwtKey, manifest.linkKey, manifest.usersFile]) if (entry) entries.push(entry);
   const problems: string[] = [];
   for (const item of manifest.items) {
-    if (item.key !== originalKey(item.id) || item.path !== `blobs/${item.key}`) {
+    if (
+      typeof item.id !== 'string' ||
+      !ITEM_ID.test(item.id) ||
+      item.key !== originalKey(item.id) ||
+      item.path !== `blobs/${item.key}`
+    ) {
       problems.push(`bad-entry ${JSON.stringify(item.path)} item=${item.id}`);
     }
   }

@@ -246,6 +246,48 @@ describe('backup and restore refuse what they cannot do safely', () => {
     },
   );
 
+  test('restore refuses a manifest that names files outside the backup', { timeout: 60_000 }, async () => {
+    const { project, dataDir } = await newDataDir();
+    const env = { STOWAGE_DATA_DIR: dataDir };
+    const server = await startServer(project, env);
+    try {
+      await upload(server.base, await login(server.base), distinctPdf());
+    } finally {
+      await server.kill('SIGTERM');
+    }
+    const backupDir = path.join(project, 'backup');
+    expect((await stowage(['backup', backupDir], project, env)).code).toBe(0);
+    const original = await readManifest(backupDir);
+    // A file outside the backup, with its true size and sha256 in the manifest.
+    const outside = path.join(project, 'secret');
+    await fs.writeFile(outside, 'not part of any backup');
+    const secret = { size: 22, sha256: sha256(Buffer.from('not part of any backup')) };
+    const fresh = path.join(project, 'fresh');
+    const attempts: Manifest[] = [
+      { ...original, database: { path: '../secret', ...secret } },
+      { ...original, usersFile: { path: `${outside}`, ...secret } },
+      {
+        ...original,
+        items: [
+          {
+            id: '../../../secret',
+            key: 'media/../../../../secret',
+            path: 'blobs/media/../../../../secret',
+            ...secret,
+          },
+        ],
+      },
+      { ...original, items: [{ ...original.items[0]!, path: '../secret', ...secret }] },
+    ];
+    for (const attempt of attempts) {
+      await fs.writeFile(path.join(backupDir, 'manifest.json'), JSON.stringify(attempt));
+      const result = await stowage(['restore', backupDir], project, { STOWAGE_DATA_DIR: fresh });
+      expect(result.code, JSON.stringify(attempt.database)).toBe(1);
+      expect(result.stderr).toMatch(/outside the backup|bad-entry/);
+      expect(await exists(fresh)).toBe(false);
+    }
+  });
+
   test(
     'backup refuses a non-empty target, and a DIR.partial it did not start',
     { timeout: 60_000 },
