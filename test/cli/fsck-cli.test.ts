@@ -205,10 +205,11 @@ describe.runIf(s3Available())('fsck on a large bucket', () => {
       for (let i = 0; i < keys.length; i += 50) {
         await Promise.all(keys.slice(i, i + 50).map((key) => setup.storage.write(key, Buffer.from('x'))));
       }
-      const result = await stowage(['fsck', '--min-age', '0'], project, {
-        STOWAGE_DATA_DIR: dataDir,
-        ...setup.env,
-      });
+      const env = { STOWAGE_DATA_DIR: dataDir, ...setup.env };
+      // The database a server creates at its start (and no items).
+      await (await startServer(project, env)).kill('SIGTERM');
+      const result = await stowage(['fsck', '--min-age', '0'], project, env);
+      expect(result.stderr).toContain('0 items and 1100 files checked');
       expect(problemLines(result.stdout)).toEqual(keys.map((key) => `stray-file ${key}`).sort());
       expect(result.code).toBe(1);
     } finally {
@@ -248,10 +249,15 @@ describe('fsck on a running server', () => {
     },
   );
 
-  test('refuses unknown options with exit 2', async () => {
+  test('refuses unknown options with exit 2, and a data directory without a database', async () => {
     const { project, dataDir } = await newDataDir();
     const result = await stowage(['fsck', '--fix'], project, { STOWAGE_DATA_DIR: dataDir });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('--fix');
+    // No database yet: said, and none is created.
+    const none = await stowage(['fsck'], project, { STOWAGE_DATA_DIR: dataDir });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('no database at');
+    expect(await fs.readdir(dataDir)).toEqual(['users']);
   });
 });
