@@ -226,7 +226,8 @@ const OPERATIONS: Record<string, (argv: string[], io: CliIo) => Promise<number>>
 
 /** Runs the CLI and returns the exit status; errors are reported on stderr as one line. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
-  const operation = argv[0] === undefined ? undefined : OPERATIONS[argv[0]];
+  const name = argv[0];
+  const operation = name !== undefined && Object.hasOwn(OPERATIONS, name) ? OPERATIONS[name] : undefined;
   if (operation) return operation(argv.slice(1), io);
   try {
     await run(argv, io);
