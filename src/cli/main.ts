@@ -17,6 +17,9 @@ import {
   UsersFileParseError,
 } from '../auth/users-file-io.ts';
 import { InputError, promptHidden, readPasswordLine } from './password-input.ts';
+import { backupCommand } from './backup.ts';
+import { fsckCommand } from './fsck.ts';
+import { restoreCommand } from './restore.ts';
 import type { CliInput } from './password-input.ts';
 
 export interface CliIo {
@@ -32,6 +35,9 @@ const USAGE = `usage:
   stowage users passwd NAME [--password-stdin]
   stowage users remove NAME
   stowage users list
+  stowage backup [--copy] DIR
+  stowage restore DIR
+  stowage fsck [--verify] [--repair] [--min-age SECONDS]
 
 The users file is STOWAGE_USERS_FILE, else $STOWAGE_DATA_DIR/users, else ./data/users.
 Without --password-stdin the password is asked for on the terminal, without echo.
@@ -211,8 +217,18 @@ async function run(argv: string[], io: CliIo): Promise<void> {
   }
 }
 
+/** The operations commands, each in a module of its own. */
+const OPERATIONS: Record<string, (argv: string[], io: CliIo) => Promise<number>> = {
+  backup: backupCommand,
+  restore: restoreCommand,
+  fsck: fsckCommand,
+};
+
 /** Runs the CLI and returns the exit status; errors are reported on stderr as one line. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const name = argv[0];
+  const operation = name !== undefined && Object.hasOwn(OPERATIONS, name) ? OPERATIONS[name] : undefined;
+  if (operation) return operation(argv.slice(1), io);
   try {
     await run(argv, io);
     return 0;

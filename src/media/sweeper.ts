@@ -65,7 +65,7 @@ const BATCH = 500;
  */
 export const INCOMPLETE_AGE_MS = 24 * HOUR;
 /** A committed blob without a row is an orphan only once no upload can still be inserting it. */
-const ORPHAN_AGE_MS = HOUR;
+export const ORPHAN_AGE_MS = HOUR;
 /** Ended sessions are kept this long (for the session list and reuse detection), then purged. */
 const ENDED_SESSION_AGE_MS = 7 * 24 * HOUR;
 
