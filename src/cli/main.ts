@@ -17,6 +17,7 @@ import {
   UsersFileParseError,
 } from '../auth/users-file-io.ts';
 import { InputError, promptHidden, readPasswordLine } from './password-input.ts';
+import { runMigrate } from './migrate.ts';
 import type { CliInput } from './password-input.ts';
 
 export interface CliIo {
@@ -32,6 +33,7 @@ const USAGE = `usage:
   stowage users passwd NAME [--password-stdin]
   stowage users remove NAME
   stowage users list
+  stowage migrate --to-database URL [--to-storage s3]   (see "stowage migrate --help")
 
 The users file is STOWAGE_USERS_FILE, else $STOWAGE_DATA_DIR/users, else ./data/users.
 Without --password-stdin the password is asked for on the terminal, without echo.
@@ -213,6 +215,7 @@ async function run(argv: string[], io: CliIo): Promise<void> {
 
 /** Runs the CLI and returns the exit status; errors are reported on stderr as one line. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  if (argv[0] === 'migrate') return runMigrate(argv.slice(1), io);
   try {
     await run(argv, io);
     return 0;
