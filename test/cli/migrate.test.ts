@@ -10,7 +10,7 @@ import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/p
 import { createTestBucket, s3Available, s3Client, type TestBucket } from '../helpers/s3.ts';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.ts';
 import { tempDir } from '../helpers/temp.ts';
-import { multipart, pdf, png } from '../media/media-helpers.ts';
+import { MiB, multipart, pdf, pdfOfSize, png } from '../media/media-helpers.ts';
 import { CLI, cleanEnv, runCli, type CliResult } from './cli-helpers.ts';
 
 /**
@@ -38,9 +38,12 @@ interface Source {
 }
 
 /** A data directory with `count` items of alice's and two of bob's, tags, a public item and a link. */
-async function makeSource(count: number): Promise<Source> {
+async function makeSource(
+  count: number,
+  options: { env?: Record<string, string>; large?: boolean } = {},
+): Promise<Source> {
   const dir = tempDir('stowage-migrate-src-');
-  const t = await createTestApp({ STOWAGE_DATA_DIR: dir });
+  const t = await createTestApp({ STOWAGE_DATA_DIR: dir, ...options.env });
   const items: Item[] = [];
   const bytes = new Map<string, Buffer>();
   try {
@@ -69,6 +72,8 @@ async function makeSource(count: number): Promise<Source> {
     }
     const shown = await upload('bob', 'shown.png', await png(20, 10), { visibility: 'public' });
     const linked = await upload('bob', 'linked.pdf', pdf(5000, 'linked'));
+    // Larger than one part (8 MiB): stored in the bucket by a multipart upload.
+    if (options.large) await upload('bob', 'large.pdf', pdfOfSize(13 * MiB + 17));
     const link = await t.app.inject({
       method: 'POST',
       url: `/api/media/${linked.id}/links`,
@@ -138,6 +143,20 @@ function migrate(
     cwd: source.dir,
     env: cleanEnv({ STOWAGE_DATA_DIR: source.dir, ...env }),
   });
+}
+
+/** The number of rows of each table in the SQLite database of `source`. */
+async function sqliteCounts(source: { dir: string }, tables: string[]): Promise<Record<string, number>> {
+  const { default: Sqlite } = await import('better-sqlite3');
+  const sqlite = new Sqlite(path.join(source.dir, 'stowage.db'), { readonly: true });
+  try {
+    const counts: Record<string, number> = {};
+    for (const table of tables)
+      counts[table] = (sqlite.prepare(`select count(*) as n from ${table}`).get() as { n: number }).n;
+    return counts;
+  } finally {
+    sqlite.close();
+  }
 }
 
 /** Runs migrate until it reports the test pause, then kills it with SIGKILL. */
@@ -342,6 +361,28 @@ describe.runIf(pgAvailable())('stowage migrate to PostgreSQL', () => {
     expect(await rowCounts(db.url)).toEqual(counts);
   }, 90_000);
 
+  test('from PostgreSQL to another PostgreSQL database; never into the source itself', async () => {
+    const from = await newDatabase();
+    const source = await makeSource(3, { env: { STOWAGE_DATABASE_URL: from.url } });
+    const db = await newDatabase();
+    const env = { STOWAGE_DATABASE_URL: from.url };
+    const same = await migrate(source, ['--to-database', from.url], env);
+    expect(same.code).toBe(1);
+    expect(same.stderr).toMatch(/the target database is the source database/);
+    const run = await migrate(source, ['--to-database', db.url], env);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const counts = await rowCounts(db.url);
+    expect(counts).toEqual(await rowCounts(from.url));
+    expect(counts.media).toBe(5);
+    const server = await startTarget(source, db, undefined);
+    try {
+      await expectServedAsBefore(server, source);
+    } finally {
+      await server.kill('SIGTERM');
+    }
+  }, 90_000);
+
   test('usage errors: no target, a target that is not PostgreSQL, another storage kind', async () => {
     const dir = tempDir('stowage-migrate-usage-');
     const none = await migrate({ dir }, []);
@@ -351,6 +392,9 @@ describe.runIf(pgAvailable())('stowage migrate to PostgreSQL', () => {
     expect(sqlite.code).toBe(2);
     const gcs = await migrate({ dir }, ['--to-database', 'postgres://x/y', '--to-storage', 'gcs']);
     expect(gcs.code).toBe(2);
+    const noBucket = await migrate({ dir }, ['--to-database', 'postgres://x/y', '--to-storage', 's3']);
+    expect(noBucket.code).toBe(1);
+    expect(noBucket.stderr).toContain('STOWAGE_S3_BUCKET: required for migrate --to-storage s3');
     const nothing = await migrate({ dir }, ['--to-database', 'postgres://127.0.0.1/none']);
     expect(nothing.code).toBe(1);
     expect(nothing.stderr).toMatch(/no source database/);
@@ -359,16 +403,18 @@ describe.runIf(pgAvailable())('stowage migrate to PostgreSQL', () => {
 
 describe.runIf(pgAvailable() && s3Available())('stowage migrate to PostgreSQL and S3', () => {
   test('copies every row and file; a server on the target serves everything as before; the source is untouched', async () => {
-    const source = await makeSource(6);
+    const source = await makeSource(6, { large: true });
     const db = await newDatabase();
     const bucket = await newBucket();
     const before = await fingerprint(source.dir);
     const run = await migrate(source, ['--to-database', db.url, '--to-storage', 's3'], s3Env(bucket));
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/files: 8\/8 items/);
-    expect(run.stdout).toMatch(/8 files copied \([\d.]+ MiB\), 0 already in place; the target is complete/);
+    expect(run.stdout).toMatch(/files: 9\/9 items/);
+    expect(run.stdout).toMatch(/9 files copied \([\d.]+ MiB\), 0 already in place; the target is complete/);
     expect(await fingerprint(source.dir)).toEqual(before);
+    const counts = await rowCounts(db.url);
+    expect(counts).toEqual(await sqliteCounts(source, Object.keys(counts)));
     expect(await objectKeys(bucket)).toEqual(
       source.items.map((i) => `media/${i.id.slice(0, 2)}/${i.id}`).sort(),
     );
@@ -402,14 +448,8 @@ describe.runIf(pgAvailable() && s3Available())('stowage migrate to PostgreSQL an
     const skipped = Number(/, (\d+) already in place/.exec(last.stdout)![1]);
     expect(skipped).toBeGreaterThanOrEqual(3);
 
-    const sourceDb = path.join(source.dir, 'stowage.db');
-    const { default: Sqlite } = await import('better-sqlite3');
-    const sqlite = new Sqlite(sourceDb, { readonly: true });
-    const expected: Record<string, number> = {};
-    for (const table of Object.keys(await rowCounts(db.url)))
-      expected[table] = (sqlite.prepare(`select count(*) as n from ${table}`).get() as { n: number }).n;
-    sqlite.close();
-    expect(await rowCounts(db.url)).toEqual(expected);
+    const counts = await rowCounts(db.url);
+    expect(counts).toEqual(await sqliteCounts(source, Object.keys(counts)));
     expect(await objectKeys(bucket)).toEqual(
       source.items.map((i) => `media/${i.id.slice(0, 2)}/${i.id}`).sort(),
     );
