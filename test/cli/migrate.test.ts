@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { afterAll, describe, expect, test } from 'vitest';
 import { createTestApp, PASSWORDS } from '../helpers/app.ts';
@@ -383,6 +383,21 @@ describe.runIf(pgAvailable())('stowage migrate to PostgreSQL', () => {
     }
   }, 90_000);
 
+  test('refuses a source whose schema is of another version', async () => {
+    const source = await makeSource(1);
+    const { default: Sqlite } = await import('better-sqlite3');
+    const sqlite = new Sqlite(path.join(source.dir, 'stowage.db'));
+    sqlite
+      .prepare('insert into kysely_migration (name, timestamp) values (?, ?)')
+      .run('9999_future', new Date().toISOString());
+    sqlite.close();
+    const db = await newDatabase();
+    const run = await migrate(source, ['--to-database', db.url]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/migrated by a newer Stowage \(9999_future\)/);
+    expect((await rowCounts(db.url).catch(() => ({ media: 0 }))).media).toBe(0);
+  }, 60_000);
+
   test('usage errors: no target, a target that is not PostgreSQL, another storage kind', async () => {
     const dir = tempDir('stowage-migrate-usage-');
     const none = await migrate({ dir }, []);
@@ -461,24 +476,60 @@ describe.runIf(pgAvailable() && s3Available())('stowage migrate to PostgreSQL an
     }
   }, 180_000);
 
-  test('a damaged source file stops the run, naming the item; nothing of it reaches the bucket', async () => {
+  test('a damaged or missing source file stops the run, naming the item; once put right, the next run finishes', async () => {
     const source = await makeSource(3);
     const db = await newDatabase();
     const bucket = await newBucket();
-    const damaged = source.items[1]!;
-    const file = path.join(source.dir, 'blobs', 'media', damaged.id.slice(0, 2), damaged.id);
-    const bytes = await fs.readFile(file);
+    const args = ['--to-database', db.url, '--to-storage', 's3', '--batch-size', '1'];
+    const blob = (item: Item) => path.join(source.dir, 'blobs', 'media', item.id.slice(0, 2), item.id);
+    const key = (item: Item) => `media/${item.id.slice(0, 2)}/${item.id}`;
+    // Files are copied in the order of the ids (SQLite compares them bytewise, as here).
+    const byId = [...source.items].sort((a, b) => (a.id < b.id ? -1 : 1));
+    const damaged = byId[1]!;
+    const good = await fs.readFile(blob(damaged));
+    const bytes = Buffer.from(good);
     bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x01;
-    await fs.writeFile(file, bytes);
-    const run = await migrate(
-      source,
-      ['--to-database', db.url, '--to-storage', 's3', '--batch-size', '1'],
-      s3Env(bucket),
-    );
+    await fs.writeFile(blob(damaged), bytes);
+    const run = await migrate(source, args, s3Env(bucket));
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(`item ${damaged.id} ("${damaged.filename}" of alice)`);
     expect(run.stderr).toMatch(/does not match its record/);
-    expect(await objectKeys(bucket)).not.toContain(`media/${damaged.id.slice(0, 2)}/${damaged.id}`);
+    expect(await objectKeys(bucket)).not.toContain(key(damaged));
+
+    await fs.writeFile(blob(damaged), good);
+    const missing = byId[3]!;
+    const moved = `${blob(missing)}.aside`;
+    await fs.rename(blob(missing), moved);
+    const second = await migrate(source, args, s3Env(bucket));
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`item ${missing.id} ("${missing.filename}" of alice)`);
+    expect(second.stderr).toMatch(/is missing from the source storage/);
+    expect(await objectKeys(bucket)).not.toContain(key(missing));
+
+    await fs.rename(moved, blob(missing));
+    const last = await migrate(source, args, s3Env(bucket));
+    expect(last.stderr).toBe('');
+    expect(last.code).toBe(0);
+    expect(await objectKeys(bucket)).toEqual(source.items.map(key).sort());
+  }, 90_000);
+
+  test('refuses a bucket that already holds files at the first run', async () => {
+    const source = await makeSource(1);
+    const db = await newDatabase();
+    const bucket = await newBucket();
+    const client = s3Client(bucket);
+    try {
+      await client.send(
+        new PutObjectCommand({ Bucket: bucket.bucket, Key: 'media/ab/abcdef', Body: 'someone else' }),
+      );
+    } finally {
+      client.destroy();
+    }
+    const run = await migrate(source, ['--to-database', db.url, '--to-storage', 's3'], s3Env(bucket));
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/the target bucket already holds files \(e\.g\. media\/ab\/abcdef\)/);
+    expect(await objectKeys(bucket)).toEqual(['media/ab/abcdef']);
+    expect((await rowCounts(db.url)).media).toBe(0);
   }, 90_000);
 
   test('S3 to S3 is refused: the bucket is copied with the provider’s tools', async () => {
