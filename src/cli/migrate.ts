@@ -24,7 +24,7 @@ import { assertCurrentSchema, openReadOnlyDatabase, type ReadOnlyDatabase } from
 import { TABLES } from '../db/tables.ts';
 import { BlobNotFoundError, type BlobStore } from '../storage/blob-store.ts';
 import { createBlobStore } from '../storage/create.ts';
-import { originalKey, ORIGINALS_PREFIX } from '../storage/key-layout.ts';
+import { originalKey, ORIGINALS_PREFIX, renditionsPrefix } from '../storage/key-layout.ts';
 import { LocalBlobReader } from '../storage/local-reader.ts';
 
 export interface MigrateIo {
@@ -215,7 +215,7 @@ async function migrate(options: Options, io: MigrateIo): Promise<void> {
     out(
       `done: ${summary.rows} rows in ${TABLES.length} tables` +
         (files
-          ? `, ${summary.files} files copied (${mib(summary.bytes)}), ${summary.skipped} already in place`
+          ? `, ${summary.files} files copied (${mib(summary.bytes)}) with ${summary.renditions} thumbnails, ${summary.skipped} already in place`
           : '') +
         '; the target is complete',
     );
@@ -318,6 +318,8 @@ class Progress {
 interface Summary {
   rows: number;
   files: number;
+  /** Thumbnails copied along with their items' files. */
+  renditions: number;
   bytes: number;
   skipped: number;
 }
@@ -372,7 +374,7 @@ class Copier {
       let rows = 0;
       for (const table of TABLES) rows += await this.#copyTable(src, table);
       await this.#syncSequences();
-      const summary: Summary = { rows, files: 0, bytes: 0, skipped: 0 };
+      const summary: Summary = { rows, files: 0, renditions: 0, bytes: 0, skipped: 0 };
       if (files) await this.#copyFiles(src, files.from, files.to, summary);
       return summary;
     });
@@ -497,6 +499,12 @@ class Copier {
           await copyFile(from, to, item);
           summary.files++;
           summary.bytes += Number(item.size);
+          // Its thumbnails too, so that none has to be rendered again; they have no recorded
+          // hash, so only their size is checked.
+          for (const rendition of await from.list(renditionsPrefix(item.id))) {
+            await copyBlob(from, to, rendition.key, { size: rendition.size }, describe(item));
+            summary.renditions++;
+          }
           this.#filesThisRun++;
           if (this.#pause?.stage === 'files' && this.#filesThisRun === this.#pause.after)
             await this.#pauseForTest(`${this.#filesThisRun} files`);
@@ -518,13 +526,32 @@ class Copier {
   }
 }
 
-/**
- * Streams one item's file into the target, hashing on the way; committed only when size and
- * sha256 are the row's, else nothing is left at the key and the run stops naming the item.
- */
+/** An item's original, checked against the size and sha256 of its row. */
 async function copyFile(from: LocalBlobReader, to: BlobStore, item: ItemFile): Promise<void> {
-  const key = originalKey(item.id);
-  const name = `item ${item.id} ("${item.filename}" of ${item.owner})`;
+  await copyBlob(
+    from,
+    to,
+    originalKey(item.id),
+    { size: Number(item.size), sha256: item.sha256 },
+    describe(item),
+  );
+}
+
+function describe(item: ItemFile): string {
+  return `item ${item.id} ("${item.filename}" of ${item.owner})`;
+}
+
+/**
+ * Streams one blob into the target, hashing on the way; committed only when size (and sha256,
+ * when known) are as expected, else nothing is left at the key and the run stops naming the item.
+ */
+async function copyBlob(
+  from: LocalBlobReader,
+  to: BlobStore,
+  key: string,
+  expected: { size: number; sha256?: string },
+  name: string,
+): Promise<void> {
   let input;
   try {
     input = await from.read(key);
@@ -549,9 +576,10 @@ async function copyFile(from: LocalBlobReader, to: BlobStore, item: ItemFile): P
       writer.stream,
     );
     const sha256 = hash.digest('hex');
-    if (size !== Number(item.size) || sha256 !== item.sha256) {
+    if (size !== expected.size || (expected.sha256 !== undefined && sha256 !== expected.sha256)) {
+      const recorded = expected.sha256 === undefined ? '' : `sha256 ${expected.sha256}, `;
       throw new MigrateError(
-        `${name}: the source file ${key} does not match its record (sha256 ${sha256}, ${size} bytes; recorded ${item.sha256}, ${item.size} bytes): it is damaged — nothing of it was copied; restore it from a backup or remove the item, then run migrate again`,
+        `${name}: the source file ${key} does not match its record (sha256 ${sha256}, ${size} bytes; expected ${recorded}${expected.size} bytes): it is damaged — nothing of it was copied; put it right (from a backup) and run migrate again`,
       );
     }
     await writer.commit();

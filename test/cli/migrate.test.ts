@@ -81,6 +81,12 @@ async function makeSource(
       payload: { expiresIn: 3600 },
     });
     expect(link.statusCode).toBe(201);
+    // Thumbnails stored beside the originals, which migrate carries along.
+    for (const id of [shown.id, items[0]!.id]) {
+      const owner = id === shown.id ? 'bob' : 'alice';
+      const thumb = await t.app.inject({ url: `/api/media/${id}/thumbnail`, headers: t.auth(tokens[owner]) });
+      expect(thumb.statusCode).toBe(200);
+    }
     const list = async (user: 'alice' | 'bob') => {
       const res = await t.app.inject({ url: '/api/media/list?limit=100', headers: t.auth(tokens[user]) });
       return res.json<{ items: unknown[] }>().items;
@@ -121,6 +127,18 @@ async function fingerprint(dir: string): Promise<Record<string, string>> {
       .digest('hex');
   }
   return out;
+}
+
+/** The keys of every stored file of `source` (originals and thumbnails), sorted. */
+async function sourceKeys(source: { dir: string }): Promise<string[]> {
+  const blobs = path.join(source.dir, 'blobs');
+  const keys: string[] = [];
+  for (const top of ['media', 'thumbs']) {
+    const entries = await fs.readdir(path.join(blobs, top), { recursive: true, withFileTypes: true });
+    for (const entry of entries)
+      if (entry.isFile()) keys.push(path.relative(blobs, path.join(entry.parentPath, entry.name)));
+  }
+  return keys.sort();
 }
 
 function s3Env(bucket: TestBucket): Record<string, string> {
@@ -248,6 +266,10 @@ async function startTarget(
   });
 }
 
+function ownerOf(source: Source, item: Item): 'alice' | 'bob' {
+  return source.lists.alice.some((i) => (i as Item).id === item.id) ? 'alice' : 'bob';
+}
+
 /** Everything of `source` is served by `server` as it was: items, bytes, tags, links, sessions. */
 async function expectServedAsBefore(server: ServerProcess, source: Source): Promise<void> {
   const call = (url: string, init: RequestInit = {}) => fetch(`${server.base}${url}`, init);
@@ -280,9 +302,8 @@ async function expectServedAsBefore(server: ServerProcess, source: Source): Prom
     expect((await json(res)).items).toEqual(source.lists[user]);
   }
   for (const item of source.items) {
-    const owner = source.lists.alice.some((i) => (i as Item).id === item.id) ? 'alice' : 'bob';
     const res = await call(`/api/media/${item.id}/content`, {
-      headers: { authorization: `Bearer ${tokens[owner]}` },
+      headers: { authorization: `Bearer ${tokens[ownerOf(source, item)]}` },
     });
     expect(res.status, item.filename).toBe(200);
     expect(Buffer.from(await res.arrayBuffer()).equals(source.bytes.get(item.id)!), item.filename).toBe(true);
@@ -426,13 +447,13 @@ describe.runIf(pgAvailable() && s3Available())('stowage migrate to PostgreSQL an
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/files: 9\/9 items/);
-    expect(run.stdout).toMatch(/9 files copied \([\d.]+ MiB\), 0 already in place; the target is complete/);
+    expect(run.stdout).toMatch(
+      /9 files copied \([\d.]+ MiB\) with 2 thumbnails, 0 already in place; the target is complete/,
+    );
     expect(await fingerprint(source.dir)).toEqual(before);
     const counts = await rowCounts(db.url);
     expect(counts).toEqual(await sqliteCounts(source, Object.keys(counts)));
-    expect(await objectKeys(bucket)).toEqual(
-      source.items.map((i) => `media/${i.id.slice(0, 2)}/${i.id}`).sort(),
-    );
+    expect(await objectKeys(bucket)).toEqual(await sourceKeys(source));
     const server = await startTarget(source, db, bucket);
     try {
       await expectServedAsBefore(server, source);
@@ -465,9 +486,7 @@ describe.runIf(pgAvailable() && s3Available())('stowage migrate to PostgreSQL an
 
     const counts = await rowCounts(db.url);
     expect(counts).toEqual(await sqliteCounts(source, Object.keys(counts)));
-    expect(await objectKeys(bucket)).toEqual(
-      source.items.map((i) => `media/${i.id.slice(0, 2)}/${i.id}`).sort(),
-    );
+    expect(await objectKeys(bucket)).toEqual(await sourceKeys(source));
     const server = await startTarget(source, db, bucket);
     try {
       await expectServedAsBefore(server, source);
@@ -492,7 +511,7 @@ describe.runIf(pgAvailable() && s3Available())('stowage migrate to PostgreSQL an
     await fs.writeFile(blob(damaged), bytes);
     const run = await migrate(source, args, s3Env(bucket));
     expect(run.code).toBe(1);
-    expect(run.stderr).toContain(`item ${damaged.id} ("${damaged.filename}" of alice)`);
+    expect(run.stderr).toContain(`item ${damaged.id} ("${damaged.filename}" of ${ownerOf(source, damaged)})`);
     expect(run.stderr).toMatch(/does not match its record/);
     expect(await objectKeys(bucket)).not.toContain(key(damaged));
 
@@ -502,7 +521,9 @@ describe.runIf(pgAvailable() && s3Available())('stowage migrate to PostgreSQL an
     await fs.rename(blob(missing), moved);
     const second = await migrate(source, args, s3Env(bucket));
     expect(second.code).toBe(1);
-    expect(second.stderr).toContain(`item ${missing.id} ("${missing.filename}" of alice)`);
+    expect(second.stderr).toContain(
+      `item ${missing.id} ("${missing.filename}" of ${ownerOf(source, missing)})`,
+    );
     expect(second.stderr).toMatch(/is missing from the source storage/);
     expect(await objectKeys(bucket)).not.toContain(key(missing));
 
@@ -510,7 +531,7 @@ describe.runIf(pgAvailable() && s3Available())('stowage migrate to PostgreSQL an
     const last = await migrate(source, args, s3Env(bucket));
     expect(last.stderr).toBe('');
     expect(last.code).toBe(0);
-    expect(await objectKeys(bucket)).toEqual(source.items.map(key).sort());
+    expect(await objectKeys(bucket)).toEqual(await sourceKeys(source));
   }, 90_000);
 
   test('refuses a bucket that already holds files at the first run', async () => {
