@@ -250,10 +250,11 @@ class Progress {
     bucket: BlobStore | undefined,
   ): Promise<Progress> {
     const db = target.db as unknown as AnyDb;
-    await sql`create table if not exists ${sql.table(PROGRESS_TABLE)} (name text primary key, value text not null)`.execute(
-      db,
-    );
     const read = async (): Promise<Map<string, string>> => {
+      const exists = await sql<{
+        found: string | null;
+      }>`select to_regclass(${PROGRESS_TABLE}) as found`.execute(db);
+      if (exists.rows[0]?.found == null) return new Map();
       const rows = await db.selectFrom(PROGRESS_TABLE).select(['name', 'value']).execute();
       return new Map(rows.map((r) => [String(r.name), String(r.value)]));
     };
@@ -279,6 +280,10 @@ class Progress {
           );
         }
       }
+      // Created only now, so that a refused target is left as it was found.
+      await sql`create table if not exists ${sql.table(PROGRESS_TABLE)} (name text primary key, value text not null)`.execute(
+        db,
+      );
       await db
         .insertInto(PROGRESS_TABLE)
         .values({ name: 'source', value: JSON.stringify(identity) })

@@ -380,6 +380,12 @@ describe.runIf(pgAvailable())('stowage migrate to PostgreSQL', () => {
     expect(foreign.code).toBe(1);
     expect(foreign.stderr).toMatch(/already holds data \(table sessions is not empty\)/);
     expect(await rowCounts(db.url)).toEqual(counts);
+    // Left as it was found: not even the record of a migration was added.
+    const [found] = await query<{ t: string | null }>(
+      db.url,
+      `select to_regclass('migration_progress') as t`,
+    );
+    expect(found!.t).toBeNull();
   }, 90_000);
 
   test('from PostgreSQL to another PostgreSQL database; never into the source itself', async () => {
