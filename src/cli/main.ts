@@ -1,5 +1,6 @@
 /**
- * `stowage users add|passwd|remove|list`: manages the users file that the server follows.
+ * `stowage users add|passwd|remove|list`: manages the users file that the server follows
+ * (`stowage migrate` is handed to migrate.ts).
  * Passwords come from a no-echo prompt on a terminal or from stdin (`--password-stdin`), never
  * from argv, where other local users could read them in the process list.
  */
