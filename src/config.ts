@@ -126,20 +126,11 @@ type Env = Record<string, string | undefined>;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const MIME_RE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/;
 
-export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
-  const problems: string[] = [];
+/** A variable's trimmed value (unset when empty), and a boolean one; problems are collected. */
+function envReaders(env: Env, problems: string[]) {
   const get = (name: string): string | undefined => {
     const v = env[name]?.trim();
     return v === '' ? undefined : v;
-  };
-  const int = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
-    const raw = get(name);
-    if (raw === undefined) return fallback;
-    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-      problems.push(`${name}: must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-      return fallback;
-    }
-    return Number(raw);
   };
   const bool = (name: string, fallback: boolean): boolean => {
     const raw = get(name)?.toLowerCase();
@@ -148,6 +139,47 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     if (['0', 'false', 'no', 'off'].includes(raw)) return false;
     problems.push(`${name}: must be true or false, got ${JSON.stringify(raw)}`);
     return fallback;
+  };
+  return { get, bool };
+}
+
+type S3StorageConfig = Extract<StorageConfig, { kind: 's3' }>;
+
+/** The STOWAGE_S3_* settings: the server's storage, or the target of `stowage migrate --to-storage s3`. */
+function readS3Settings(
+  get: (name: string) => string | undefined,
+  bool: (name: string, fallback: boolean) => boolean,
+  problems: string[],
+  requiredWhen: string,
+): S3StorageConfig {
+  const bucket = get('STOWAGE_S3_BUCKET');
+  if (!bucket) problems.push(`STOWAGE_S3_BUCKET: required ${requiredWhen}`);
+  const endpoint = get('STOWAGE_S3_ENDPOINT');
+  if (endpoint !== undefined && !URL.canParse(endpoint)) {
+    problems.push(`STOWAGE_S3_ENDPOINT: not a URL: ${JSON.stringify(endpoint)}`);
+  }
+  return {
+    kind: 's3',
+    endpoint,
+    bucket: bucket ?? '',
+    region: get('STOWAGE_S3_REGION') ?? 'us-east-1',
+    accessKeyId: get('STOWAGE_S3_ACCESS_KEY_ID'),
+    secretAccessKey: get('STOWAGE_S3_SECRET_ACCESS_KEY'),
+    forcePathStyle: bool('STOWAGE_S3_FORCE_PATH_STYLE', false),
+  };
+}
+
+export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
+  const problems: string[] = [];
+  const { get, bool } = envReaders(env, problems);
+  const int = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = get(name);
+    if (raw === undefined) return fallback;
+    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+      problems.push(`${name}: must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+      return fallback;
+    }
+    return Number(raw);
   };
   const list = (name: string): string[] =>
     (get(name) ?? '')
@@ -184,21 +216,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   let storage: StorageConfig = { kind: 'local', dir: path.join(dataDir, 'blobs') };
   const storageKind = get('STOWAGE_STORAGE') ?? 'local';
   if (storageKind === 's3') {
-    const bucket = get('STOWAGE_S3_BUCKET');
-    if (!bucket) problems.push('STOWAGE_S3_BUCKET: required when STOWAGE_STORAGE=s3');
-    const endpoint = get('STOWAGE_S3_ENDPOINT');
-    if (endpoint !== undefined && !URL.canParse(endpoint)) {
-      problems.push(`STOWAGE_S3_ENDPOINT: not a URL: ${JSON.stringify(endpoint)}`);
-    }
-    storage = {
-      kind: 's3',
-      endpoint,
-      bucket: bucket ?? '',
-      region: get('STOWAGE_S3_REGION') ?? 'us-east-1',
-      accessKeyId: get('STOWAGE_S3_ACCESS_KEY_ID'),
-      secretAccessKey: get('STOWAGE_S3_SECRET_ACCESS_KEY'),
-      forcePathStyle: bool('STOWAGE_S3_FORCE_PATH_STYLE', false),
-    };
+    storage = readS3Settings(get, bool, problems, 'when STOWAGE_STORAGE=s3');
   } else if (storageKind !== 'local') {
     problems.push(`STOWAGE_STORAGE: must be local or s3, got ${JSON.stringify(storageKind)}`);
   }
@@ -329,4 +347,37 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** What `stowage migrate` reads besides the server's own settings (which describe the source). */
+export interface MigrateConfig {
+  /** The target of `--to-storage s3`: the STOWAGE_S3_* settings, read whatever STOWAGE_STORAGE says. */
+  s3: S3StorageConfig;
+  /**
+   * Fault injection for the tests only (STOWAGE_MIGRATE_TEST_PAUSE=rows:N or files:N): the run
+   * stops and waits, never finishing, once N rows (inside that batch's open transaction) or N
+   * files (copied, before the batch is recorded) are copied, so that a test can kill it there.
+   */
+  testPause: { stage: 'rows' | 'files'; after: number } | undefined;
+}
+
+/** Throws ConfigError listing every invalid variable; `s3` problems only when `wantS3`. */
+export function loadMigrateConfig(env: Env, wantS3: boolean): MigrateConfig {
+  const problems: string[] = [];
+  const { get, bool } = envReaders(env, problems);
+  const s3Problems: string[] = [];
+  const s3 = readS3Settings(get, bool, s3Problems, 'for migrate --to-storage s3');
+  if (wantS3) problems.push(...s3Problems);
+  let testPause: MigrateConfig['testPause'];
+  const pause = get('STOWAGE_MIGRATE_TEST_PAUSE');
+  if (pause !== undefined) {
+    const found = /^(rows|files):([1-9]\d{0,8})$/.exec(pause);
+    if (found?.[1] === 'rows' || found?.[1] === 'files') {
+      testPause = { stage: found[1], after: Number(found[2]) };
+    } else {
+      problems.push(`STOWAGE_MIGRATE_TEST_PAUSE: must be rows:N or files:N, got ${JSON.stringify(pause)}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { s3, testPause };
 }

@@ -1,5 +1,6 @@
 /**
- * `stowage users add|passwd|remove|list`: manages the users file that the server follows.
+ * `stowage users add|passwd|remove|list`: manages the users file that the server follows
+ * (`stowage migrate` is handed to migrate.ts).
  * Passwords come from a no-echo prompt on a terminal or from stdin (`--password-stdin`), never
  * from argv, where other local users could read them in the process list.
  */
@@ -20,6 +21,7 @@ import { InputError, promptHidden, readPasswordLine } from './password-input.ts'
 import { backupCommand } from './backup.ts';
 import { fsckCommand } from './fsck.ts';
 import { restoreCommand } from './restore.ts';
+import { runMigrate } from './migrate.ts';
 import type { CliInput } from './password-input.ts';
 
 export interface CliIo {
@@ -38,6 +40,7 @@ const USAGE = `usage:
   stowage backup [--copy] DIR
   stowage restore DIR
   stowage fsck [--verify] [--repair] [--min-age SECONDS]
+  stowage migrate --to-database URL [--to-storage s3]   (see "stowage migrate --help")
 
 The users file is STOWAGE_USERS_FILE, else $STOWAGE_DATA_DIR/users, else ./data/users.
 Without --password-stdin the password is asked for on the terminal, without echo.
@@ -222,6 +225,7 @@ const OPERATIONS: Record<string, (argv: string[], io: CliIo) => Promise<number>>
   backup: backupCommand,
   restore: restoreCommand,
   fsck: fsckCommand,
+  migrate: runMigrate,
 };
 
 /** Runs the CLI and returns the exit status; errors are reported on stderr as one line. */
