@@ -241,13 +241,17 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
           'or with permanent=true (also for an item already in the trash), the item, its file and ' +
           'every rendition are removed at once.',
         params: IdParams,
-        querystring: Type.Object({ permanent: Type.Boolean({ default: false }) }),
+        querystring: Type.Object({
+          permanent: Type.Optional(
+            Type.Boolean({ default: false, description: 'remove at once, also from the trash' }),
+          ),
+        }),
         response: { 204: Type.Null(), ...errors(400, 401, 404) },
       },
     },
     async (request, reply) => {
       await deps.media.delete(callerOf(request), request.params.id, {
-        permanent: request.query.permanent,
+        permanent: request.query.permanent === true,
       });
       return reply.code(204).send(null);
     },
