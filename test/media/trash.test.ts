@@ -4,9 +4,12 @@
  * purged by the sweeper. Time moves on a ManualClock, never by sleeping.
  */
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ManualClock } from '../helpers/clock.ts';
+import { until } from '../helpers/common.ts';
+import { REDIS_DB, flushRedisDb, redisAvailable, redisUrlFor } from '../helpers/redis.ts';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/postgres.ts';
 import {
   expectError,
@@ -320,3 +323,68 @@ describe('with the trash off (the default)', () => {
     });
   });
 });
+
+/**
+ * Two instances on one database: an item trashed (or restored) through A is refused (or served)
+ * by B within 1 s, although B had it in its access cache. Each instance keeps files on its own
+ * disk here, so the item is uploaded through B; trashing and restoring touch no file.
+ */
+const WITHIN_MS = 1500; // the 1 s bound plus room for the polling requests themselves
+const setups = [
+  { name: 'PostgreSQL and Redis', redis: true, canRun: pgAvailable() && redisAvailable() },
+  { name: 'one SQLite file, no Redis', redis: false, canRun: true },
+];
+for (const setup of setups) {
+  describe.skipIf(!setup.canRun)(`the trash across instances: ${setup.name}`, () => {
+    const DB = REDIS_DB.trashInstances;
+    let tmp: string;
+    let database: TestDatabase | undefined;
+    let a: MediaApp;
+    let b: MediaApp;
+
+    beforeAll(async () => {
+      tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-trash-'));
+      const env: Record<string, string> = {
+        STOWAGE_TRASH_DAYS: '7',
+        STOWAGE_JWT_KEY_FILE: path.join(tmp, 'keys', 'jwt-ed25519.pem'),
+        STOWAGE_LINK_KEY_FILE: path.join(tmp, 'keys', 'link-hmac.key'),
+      };
+      if (setup.redis) {
+        database = await createTestDatabase();
+        env.STOWAGE_DATABASE_URL = database.url;
+        env.STOWAGE_REDIS_URL = redisUrlFor(DB);
+        await flushRedisDb(DB);
+      } else {
+        env.STOWAGE_DATABASE_URL = `sqlite:${path.join(tmp, 'stowage.db')}`;
+      }
+      a = await startMediaApp(env, { sweepScheduler: noTimer });
+      b = await startMediaApp(env, { sweepScheduler: noTimer });
+    }, 60_000);
+    afterAll(async () => {
+      await b?.close();
+      await a?.close();
+      await database?.drop();
+      if (setup.redis) await flushRedisDb(DB).catch(() => undefined);
+      if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+    });
+
+    test('B stops serving a trashed item within 1 s, and serves it again once restored', async () => {
+      const data = pdf(500, 'two instances');
+      const item = await b.uploadFile(data, 'shared.pdf', 'alice', { visibility: 'public' });
+      const onB = async (as: 'alice' | null) =>
+        (await b.api('GET', `/api/media/${item.id}/content`, { as })).status;
+      expect(await onB('alice')).toBe(200);
+      expect(await onB(null)).toBe(200);
+      expect((await a.api('DELETE', `/api/media/${item.id}`)).status).toBe(204);
+      await until(
+        async () => (await onB('alice')) === 404 && (await onB(null)) === 401,
+        WITHIN_MS,
+        'B refusing the trashed item',
+      );
+      expect((await a.api('POST', `/api/media/${item.id}/restore`)).status).toBe(200);
+      await until(async () => (await onB(null)) === 200, WITHIN_MS, 'B serving the restored item');
+      const content = await b.api('GET', `/api/media/${item.id}/content`);
+      expect(content.rawPayload.equals(data)).toBe(true);
+    });
+  });
+}
