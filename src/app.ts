@@ -137,7 +137,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     await adminRoutes(secured, {
       users: services.users,
       sessions: services.sessions,
-      usageOf: (u) => services.repo.usage(u),
+      usageOf: (names) => services.repo.usageOfUsers(names),
       audit: services.audit,
     });
   });

@@ -245,15 +245,18 @@ export class SessionService {
     if (usernames.length === 0) return counts;
     const now = this.#opts.clock.now();
     const maxAgeMs = this.#opts.maxAgeSeconds * 1000;
-    let q = this.#db
-      .selectFrom('sessions')
-      .select((eb) => ['username', eb.fn.countAll<number>().as('n')])
-      .where('username', 'in', [...usernames])
-      .where('revoked_at', 'is', null)
-      .where('expires_at', '>', now);
-    // The same rule as #isLive: rows from before a (lower) max age was configured end by it too.
-    if (Number.isFinite(maxAgeMs)) q = q.where('created_at', '>', now - maxAgeMs);
-    for (const row of await q.groupBy('username').execute()) counts.set(row.username, Number(row.n));
+    // In slices, to stay within the databases' limits on bound parameters.
+    for (let i = 0; i < usernames.length; i += 1000) {
+      let q = this.#db
+        .selectFrom('sessions')
+        .select((eb) => ['username', eb.fn.countAll<number>().as('n')])
+        .where('username', 'in', usernames.slice(i, i + 1000))
+        .where('revoked_at', 'is', null)
+        .where('expires_at', '>', now);
+      // The same rule as #isLive: rows from before a (lower) max age was configured end by it too.
+      if (Number.isFinite(maxAgeMs)) q = q.where('created_at', '>', now - maxAgeMs);
+      for (const row of await q.groupBy('username').execute()) counts.set(row.username, Number(row.n));
+    }
     return counts;
   }
 

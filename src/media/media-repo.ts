@@ -178,6 +178,21 @@ export class MediaRepo {
     return { files: Number(row?.files ?? 0), bytes: Number(row?.bytes ?? 0) };
   }
 
+  /** What each of these users has stored (GET /api/admin/users); absent: nothing. */
+  async usageOfUsers(usernames: readonly string[]): Promise<Map<string, { files: number; bytes: number }>> {
+    const usage = new Map<string, { files: number; bytes: number }>();
+    // In slices, to stay within the databases' limits on bound parameters.
+    for (let i = 0; i < usernames.length; i += 1000) {
+      const rows = await this.#db
+        .selectFrom('usage')
+        .select(['username', 'files', 'bytes'])
+        .where('username', 'in', usernames.slice(i, i + 1000))
+        .execute();
+      for (const r of rows) usage.set(r.username, { files: Number(r.files), bytes: Number(r.bytes) });
+    }
+    return usage;
+  }
+
   /** Stored bytes plus live reservations, for the early (advisory) quota check while streaming. */
   async usedBytes(username: string, excludeReservations?: Reservations): Promise<number> {
     const stored = await this.#db

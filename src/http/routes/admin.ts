@@ -11,7 +11,8 @@ import { errors, iso, IsoTime } from '../schemas.ts';
 export interface AdminRouteDeps {
   users: UsersStore;
   sessions: SessionService;
-  usageOf(username: string): Promise<{ files: number; bytes: number }>;
+  /** What each of these users has stored (absent: nothing). */
+  usageOf(usernames: readonly string[]): Promise<Map<string, { files: number; bytes: number }>>;
   audit: AuditLog;
 }
 
@@ -73,17 +74,16 @@ async function routes(base: FastifyInstance, deps: AdminRouteDeps): Promise<void
     },
     async () => {
       const users = deps.users.list().sort((a, b) => (a.username < b.username ? -1 : 1));
-      const sessions = await deps.sessions.countLive(users.map((u) => u.username));
-      const items = [];
-      for (const user of users) {
-        items.push({
+      const names = users.map((u) => u.username);
+      const [usage, sessions] = await Promise.all([deps.usageOf(names), deps.sessions.countLive(names)]);
+      return {
+        items: users.map((user) => ({
           username: user.username,
           roles: user.roles,
-          usage: await deps.usageOf(user.username),
+          usage: usage.get(user.username) ?? { files: 0, bytes: 0 },
           sessions: sessions.get(user.username) ?? 0,
-        });
-      }
-      return { items };
+        })),
+      };
     },
   );
 
