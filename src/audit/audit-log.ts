@@ -160,8 +160,13 @@ function decodeCursor(cursor: string): { at: number; id: string } {
   return { at: parsed[0] as number, id: parsed[1] };
 }
 
+/**
+ * Capped, and control characters replaced: a username given at a failed login is the client's
+ * text, and a NUL would make PostgreSQL refuse the row (and lose the entry).
+ */
 function cap(value: string | null): string | null {
-  return value === null ? null : value.slice(0, FIELD_MAX);
+  // eslint-disable-next-line no-control-regex
+  return value === null ? null : value.slice(0, FIELD_MAX).replace(/[\u0000-\u001f\u007f]/g, '\ufffd');
 }
 
 function toRow(id: string, e: AuditEntry): AuditLogTable {

@@ -11,7 +11,14 @@ import { hashRefreshToken } from '../../src/auth/tokens.ts';
 import { PASSWORDS } from '../helpers/app.ts';
 import { ManualClock } from '../helpers/clock.ts';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../helpers/postgres.ts';
-import { expectError, pdf, startMediaApp, type MediaApp, type MediaItem } from '../media/media-helpers.ts';
+import {
+  eventually,
+  expectError,
+  pdf,
+  startMediaApp,
+  type MediaApp,
+  type MediaItem,
+} from '../media/media-helpers.ts';
 
 const DAY = 86_400_000;
 const DATABASES = [
@@ -258,6 +265,15 @@ describe.each(DATABASES)('the audit log on %s', (kind, available) => {
       expect((await app.api('DELETE', `/api/media/${item.id}?permanent=true`)).status).toBe(204);
     },
   );
+
+  test.skipIf(!available)('records a failed login whose username holds control characters', async () => {
+    const res = await post('/api/auth/login', { username: 'mallory\u0000\nx', password: WRONG_PASSWORD });
+    expect(res.statusCode).toBe(401);
+    await eventually(async () => {
+      const { items } = await audit('?action=login_failed&limit=500');
+      expect(items.map((e) => e.actor)).toContain('mallory\ufffd\ufffdx');
+    });
+  });
 
   // Last: it moves the clock 90 days on, past every session's life.
   test.skipIf(!available)(
