@@ -15,6 +15,7 @@ import { authenticateHook, identify } from './http/plugins/authenticate.ts';
 import { publicAuthRoutes, sessionRoutes } from './http/routes/auth.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { opsRoutes } from './http/routes/ops.ts';
+import { adminRoutes } from './http/routes/admin.ts';
 import { mediaRoutes } from './http/routes/media.ts';
 import { contentRoutes } from './http/routes/content.ts';
 import { registerMultipart } from './http/plugins/multipart.ts';
@@ -72,6 +73,7 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
     sessions: services.sessions,
     throttle: services.loginThrottle,
     metrics: services.metrics,
+    audit: services.audit,
   };
 
   registerAnonymousLimit(app, {
@@ -136,6 +138,12 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
       });
     });
     await tusRoutes(secured, services.tus);
+    await adminRoutes(secured, {
+      users: services.users,
+      sessions: services.sessions,
+      usageOf: (names) => services.repo.usageOfUsers(names),
+      audit: services.audit,
+    });
   });
 
   return app;

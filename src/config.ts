@@ -61,6 +61,10 @@ export interface Config {
   sessionsPerUser: number;
   /** Longest a session lives from its login, seconds, however often it is refreshed. */
   sessionMaxAge: number;
+  /** Days a deleted item stays in the trash before the sweeper removes it; 0: no trash. */
+  trashDays: number;
+  /** Days an audit log entry is kept. */
+  auditDays: number;
   /**
    * How long a call to PostgreSQL or Redis (a query, a command, a connection attempt) may take
    * before it counts as failed, so that an unreachable dependency is answered with 503 in time.
@@ -333,6 +337,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     imageQueue: int('STOWAGE_IMAGE_QUEUE', 32, 0, 10_000),
     sessionsPerUser: int('STOWAGE_SESSIONS_PER_USER', 50, 1, 100_000),
     sessionMaxAge: int('STOWAGE_SESSION_MAX_AGE', 2_592_000, 60, 315_360_000),
+    trashDays: int('STOWAGE_TRASH_DAYS', 0, 0, 36_500),
+    auditDays: int('STOWAGE_AUDIT_DAYS', 90, 1, 36_500),
     dependencyTimeoutMs: int('STOWAGE_DEPENDENCY_TIMEOUT_MS', 2000, 100, 60_000),
     idleTimeout: int('STOWAGE_IDLE_TIMEOUT', 60, 1, 3600),
     bodyTimeout: int('STOWAGE_BODY_TIMEOUT', 30, 1, 3600),

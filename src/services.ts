@@ -36,6 +36,7 @@ import { createTusStore } from './uploads/tus/tus-store.ts';
 import type { Locker } from '@tus/utils';
 import type { Clock } from './util/clock.ts';
 import { MemoryLocker } from './cluster/memory-locker.ts';
+import { AuditLog } from './audit/audit-log.ts';
 
 export interface Services {
   config: Config;
@@ -58,6 +59,7 @@ export interface Services {
   sweeper: Sweeper;
   tus: TusUploads;
   thumbnails: Thumbnails;
+  audit: AuditLog;
   /** /readyz's checks, at most 1 s old; they also tell the breakers when a dependency is back. */
   readiness: Readiness;
   close(): Promise<void>;
@@ -145,6 +147,11 @@ export async function createServices(
       locker = redisLocker;
     }
 
+    const audit = new AuditLog(database.db, {
+      logger,
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+
     // What decides access is cached for at most a second, with or without Redis: pub/sub can lose
     // an invalidation, and a revocation must hold on every instance within 1 s regardless.
     const cacheTtlMs = ACCESS_CACHE_TTL_MS;
@@ -153,6 +160,7 @@ export async function createServices(
       cacheTtlMs,
       maxAgeSeconds: config.sessionMaxAge,
       perUserLimit: config.sessionsPerUser,
+      audit,
       ...(options.clock ? { clock: options.clock } : {}),
     });
     users.onChange((change) => {
@@ -193,6 +201,7 @@ export async function createServices(
       maxUploadBytes: config.maxUploadBytes,
       quotaBytes: config.quotaBytes,
       spoolDir,
+      audit,
     });
     const secret = await loadHmacKey(config.linkKeyFile);
     const media = new MediaService({
@@ -203,6 +212,8 @@ export async function createServices(
       legacyLinks: new Signer(secret, 'link'),
       bus,
       cacheTtlMs,
+      trashDays: config.trashDays,
+      ...(options.clock ? { clock: options.clock } : {}),
     });
     const tus = new TusUploads({
       datastore: await createTusStore(config),
@@ -228,6 +239,12 @@ export async function createServices(
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.sweepScheduler ? { scheduler: options.sweepScheduler } : {}),
     });
+    const DAY_MS = 86_400_000;
+    sweeper.addStep({ name: 'trash', run: ({ now }) => media.purgeTrash(now) });
+    sweeper.addStep({
+      name: 'old audit entries',
+      run: ({ now }) => audit.purgeBefore(now - config.auditDays * DAY_MS),
+    });
     sweeper.start();
     closers.push(() => sweeper.stop());
     const services: Services = {
@@ -251,6 +268,7 @@ export async function createServices(
       sweeper,
       tus,
       thumbnails: new Thumbnails(storage, images, spoolDir),
+      audit,
       readiness: new Readiness(
         {
           database: async () => {

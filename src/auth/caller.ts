@@ -6,4 +6,6 @@ export interface Caller {
   roles: Role[];
   sessionId: string;
   isAdmin: boolean;
+  /** The client's address as the server sees it (for the audit log), when known. */
+  ip?: string;
 }

@@ -5,6 +5,7 @@ import { hashRefreshToken, newRefreshToken, unauthenticated } from './tokens.ts'
 import type { InvalidationBus } from '../util/invalidation-bus.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import { ACCESS_CACHE_TTL_MS, TtlCache } from '../util/ttl-cache.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 
 export interface Session {
   id: string;
@@ -32,6 +33,8 @@ export interface SessionOptions {
   perUserLimit?: number;
   /** The time source of session expiry, limits and the lookup cache. */
   clock?: Clock;
+  /** Records a reused refresh token (the session it ended). */
+  audit?: AuditLog;
 }
 
 /**
@@ -42,13 +45,15 @@ export interface SessionOptions {
  */
 export class SessionService {
   readonly #db: Db;
-  readonly #opts: Required<SessionOptions>;
+  readonly #opts: Required<Omit<SessionOptions, 'audit'>>;
+  readonly #audit: AuditLog | undefined;
   readonly #bus: InvalidationBus;
   readonly #cache: TtlCache<string, Session | null>;
 
   constructor(db: Db, bus: InvalidationBus, opts: SessionOptions) {
     this.#db = db;
     this.#bus = bus;
+    this.#audit = opts.audit;
     this.#opts = {
       touchIntervalMs: 60_000,
       maxAgeSeconds: Number.POSITIVE_INFINITY,
@@ -153,7 +158,7 @@ export class SessionService {
    * Exchanges a refresh token for a new one. A token that was already used means it leaked (or a
    * client raced itself): the whole session is revoked, per the OAuth 2.0 security BCP.
    */
-  async rotate(refreshToken: string) {
+  async rotate(refreshToken: string, ip: string | null = null) {
     const hash = hashRefreshToken(refreshToken);
     const now = this.#opts.clock.now();
     const next = newRefreshToken();
@@ -184,7 +189,7 @@ export class SessionService {
         .executeTakeFirst();
       if (token.used_at !== null || claimed.numUpdatedRows !== 1n) {
         await trx.updateTable('sessions').set({ revoked_at: now }).where('id', '=', row.id).execute();
-        return { kind: 'reused' as const, sessionId: row.id };
+        return { kind: 'reused' as const, sessionId: row.id, username: row.username };
       }
       const expiresAt = this.#expiry(row.created_at, now);
       await trx
@@ -204,6 +209,14 @@ export class SessionService {
         return { session: outcome.session, refreshToken: next.token };
       case 'reused':
         await this.#announce({ sessionIds: [outcome.sessionId] });
+        // The target is the session (its id), never the token that was presented.
+        await this.#audit?.record({
+          actor: outcome.username,
+          action: 'refresh_reuse',
+          target: outcome.sessionId,
+          ip,
+          outcome: 'UNAUTHENTICATED',
+        });
         throw unauthenticated('refresh token already used; the session has been ended');
       case 'dead':
       case 'unknown':
@@ -224,6 +237,27 @@ export class SessionService {
       await this.#db.updateTable('sessions').set({ last_used_at: now }).where('id', '=', id).execute();
     }
     return session;
+  }
+
+  /** How many live sessions each of these users holds (absent: none). */
+  async countLive(usernames: readonly string[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    if (usernames.length === 0) return counts;
+    const now = this.#opts.clock.now();
+    const maxAgeMs = this.#opts.maxAgeSeconds * 1000;
+    // In slices, to stay within the databases' limits on bound parameters.
+    for (let i = 0; i < usernames.length; i += 1000) {
+      let q = this.#db
+        .selectFrom('sessions')
+        .select((eb) => ['username', eb.fn.countAll<number>().as('n')])
+        .where('username', 'in', usernames.slice(i, i + 1000))
+        .where('revoked_at', 'is', null)
+        .where('expires_at', '>', now);
+      // The same rule as #isLive: rows from before a (lower) max age was configured end by it too.
+      if (Number.isFinite(maxAgeMs)) q = q.where('created_at', '>', now - maxAgeMs);
+      for (const row of await q.groupBy('username').execute()) counts.set(row.username, Number(row.n));
+    }
+    return counts;
   }
 
   async listLive(username: string): Promise<Session[]> {

@@ -130,6 +130,49 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('links_expires').on('links').column('expires_at').execute();
     },
   },
+  '0008_trash': {
+    async up(db: Kysely<unknown>) {
+      // When the item was moved to the trash (null: it is not in the trash). A trashed item keeps
+      // its row, blob and usage until it is restored or purged.
+      await db.schema.alterTable('media').addColumn('deleted_at', 'bigint').execute();
+      // GET /api/media/trash: a user's trashed items, newest deletion first.
+      await db.schema
+        .createIndex('media_owner_deleted')
+        .on('media')
+        .columns(['owner', 'deleted_at', 'id'])
+        .execute();
+      // The sweeper's purge: items trashed before a cutoff.
+      await db.schema.createIndex('media_deleted').on('media').columns(['deleted_at', 'id']).execute();
+    },
+  },
+  '0009_audit_log': {
+    async up(db: Kysely<unknown>) {
+      // Append-only: rows are inserted, and deleted only by the retention sweep.
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor', 'text')
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', 'text')
+        .addColumn('ip', 'text')
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .execute();
+      // Newest first with a (at, id) cursor: unfiltered, by user, by action. The first also
+      // serves the retention sweep (at < cutoff).
+      for (const [name, cols] of [
+        ['audit_log_at', ['at', 'id']],
+        ['audit_log_actor_at', ['actor', 'at', 'id']],
+        ['audit_log_action_at', ['action', 'at', 'id']],
+      ] as const) {
+        await db.schema
+          .createIndex(name)
+          .on('audit_log')
+          .columns([...cols])
+          .execute();
+      }
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

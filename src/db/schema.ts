@@ -31,6 +31,8 @@ export interface MediaTable {
   height: number | null;
   created_at: number;
   updated_at: number;
+  /** When the item was moved to the trash; null while it is not in the trash. */
+  deleted_at: number | null;
 }
 
 export interface MediaTagsTable {
@@ -65,6 +67,17 @@ export interface LinksTable {
   expires_at: number;
 }
 
+/** One entry of the audit log: who did what to which thing, from where, and how it ended. */
+export interface AuditLogTable {
+  id: string;
+  at: number;
+  actor: string | null;
+  action: string;
+  target: string | null;
+  ip: string | null;
+  outcome: string;
+}
+
 export interface Database {
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
@@ -73,4 +86,5 @@ export interface Database {
   usage: UsageTable;
   reservations: ReservationsTable;
   links: LinksTable;
+  audit_log: AuditLogTable;
 }

@@ -13,6 +13,7 @@ export const TABLES = [
   'links',
   'usage',
   'reservations',
+  'audit_log',
 ] as const satisfies readonly (keyof Database)[];
 
 type Unlisted = Exclude<keyof Database, (typeof TABLES)[number]>;

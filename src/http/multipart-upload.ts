@@ -38,6 +38,7 @@ export async function receiveMultipart(
           owner,
           filename: part.filename,
           via: 'multipart',
+          ip: request.ip,
         });
       } else if (part.fieldname === 'visibility') {
         if (part.value !== 'private' && part.value !== 'public')

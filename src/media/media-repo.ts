@@ -2,6 +2,7 @@ import { sql, type Transaction } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { Database, LinksTable, MediaTable } from '../db/schema.ts';
 import { AppError } from '../errors.ts';
+import { appendAudit, type AuditEntry } from '../audit/audit-log.ts';
 import type { MediaKind } from './media-kind.ts';
 
 export type Visibility = 'private' | 'public';
@@ -20,6 +21,11 @@ export interface MediaRecord {
   height: number | null;
   createdAt: number;
   updatedAt: number;
+}
+
+/** An item in the trash: when it was moved there. */
+export interface TrashedRecord extends MediaRecord {
+  deletedAt: number;
 }
 
 /** A signed link's record (its token is derived from the id, never stored). */
@@ -56,7 +62,10 @@ export interface ListQuery {
 
 /**
  * The media table, the per-user usage that must change with it in the same transaction, and the
- * items' signed links.
+ * items' signed links. An item in the trash (deleted_at set) keeps its row and its usage but is
+ * absent from every read here except those named for the trash (getTrashed, listTrash), and from
+ * update(); `existing()` still counts it, so the sweeper never takes its blob for an orphan.
+ * Changes that the audit log records take the entry and write it in their own transaction.
  */
 export class MediaRepo {
   readonly #db: Db;
@@ -72,7 +81,12 @@ export class MediaRepo {
    * still has room; the usage row is locked first, so concurrent uploads of one user are checked
    * one after the other and cannot together pass the quota.
    */
-  async insert(record: MediaRecord, quota: number | null, reservations?: Reservations): Promise<void> {
+  async insert(
+    record: MediaRecord,
+    quota: number | null,
+    reservations?: Reservations,
+    audit?: AuditEntry,
+  ): Promise<void> {
     const reservationIds = idsOf(reservations);
     await this.#db.transaction().execute(async (trx) => {
       const used = await lockUsage(trx, record.owner, reservationIds);
@@ -95,6 +109,7 @@ export class MediaRepo {
       // of a concatenated one) in the same transaction: the bytes never count twice, or not at all.
       if (reservationIds.length > 0)
         await trx.deleteFrom('reservations').where('id', 'in', reservationIds).execute();
+      if (audit) await appendAudit(trx, audit);
     });
   }
 
@@ -163,6 +178,21 @@ export class MediaRepo {
     return { files: Number(row?.files ?? 0), bytes: Number(row?.bytes ?? 0) };
   }
 
+  /** What each of these users has stored (GET /api/admin/users); absent: nothing. */
+  async usageOfUsers(usernames: readonly string[]): Promise<Map<string, { files: number; bytes: number }>> {
+    const usage = new Map<string, { files: number; bytes: number }>();
+    // In slices, to stay within the databases' limits on bound parameters.
+    for (let i = 0; i < usernames.length; i += 1000) {
+      const rows = await this.#db
+        .selectFrom('usage')
+        .select(['username', 'files', 'bytes'])
+        .where('username', 'in', usernames.slice(i, i + 1000))
+        .execute();
+      for (const r of rows) usage.set(r.username, { files: Number(r.files), bytes: Number(r.bytes) });
+    }
+    return usage;
+  }
+
   /** Stored bytes plus live reservations, for the early (advisory) quota check while streaming. */
   async usedBytes(username: string, excludeReservations?: Reservations): Promise<number> {
     const stored = await this.#db
@@ -173,14 +203,103 @@ export class MediaRepo {
     return Number(stored?.bytes ?? 0) + (await reservedBytes(this.#db, username, idsOf(excludeReservations)));
   }
 
+  /** The item, unless it is in the trash. */
   async get(id: string): Promise<MediaRecord | undefined> {
-    const row = await this.#db.selectFrom('media').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await this.#db
+      .selectFrom('media')
+      .selectAll()
+      .where('id', '=', id)
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst();
     return row && fromRow(row);
+  }
+
+  /** The item if it is in the trash. */
+  async getTrashed(id: string): Promise<TrashedRecord | undefined> {
+    const row = await this.#db
+      .selectFrom('media')
+      .selectAll()
+      .where('id', '=', id)
+      .where('deleted_at', 'is not', null)
+      .executeTakeFirst();
+    return row && trashedFromRow(row);
+  }
+
+  /** A user's trashed items, most recently trashed first (then by id), after the cursor. */
+  async listTrash(
+    owner: string,
+    limit: number,
+    after?: { deletedAt: number; id: string },
+  ): Promise<TrashedRecord[]> {
+    let q = this.#db
+      .selectFrom('media')
+      .selectAll()
+      .where('owner', '=', owner)
+      .where('deleted_at', 'is not', null);
+    if (after) {
+      q = q.where((eb) => eb(eb.refTuple('deleted_at', 'id'), '<', eb.tuple(after.deletedAt, after.id)));
+    }
+    const rows = await q.orderBy('deleted_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+    return rows.map(trashedFromRow);
+  }
+
+  /**
+   * Moves the item to the trash: it keeps its row, blob and usage, and its links end (their rows
+   * go, in the same transaction). Returns the item, or undefined when it was not live.
+   */
+  async trash(id: string, at: number, audit?: AuditEntry): Promise<MediaRecord | undefined> {
+    return this.#db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('media')
+        .set({ deleted_at: at })
+        .where('id', '=', id)
+        .where('deleted_at', 'is', null)
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return undefined;
+      await trx.deleteFrom('links').where('media_id', '=', id).execute();
+      if (audit) await appendAudit(trx, audit);
+      return fromRow(row);
+    });
+  }
+
+  /** Takes the item out of the trash as it was; undefined when it was not in the trash. */
+  async restore(id: string, audit?: AuditEntry): Promise<MediaRecord | undefined> {
+    return this.#db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('media')
+        .set({ deleted_at: null })
+        .where('id', '=', id)
+        .where('deleted_at', 'is not', null)
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return undefined;
+      if (audit) await appendAudit(trx, audit);
+      return fromRow(row);
+    });
+  }
+
+  /** Ids of items trashed before `cutoff`, oldest first, at most `limit`. */
+  async trashedBefore(cutoff: number, limit: number): Promise<string[]> {
+    const rows = await this.#db
+      .selectFrom('media')
+      .select('id')
+      .where('deleted_at', 'is not', null)
+      .where('deleted_at', '<', cutoff)
+      .orderBy('deleted_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.id);
   }
 
   async list(query: ListQuery): Promise<MediaRecord[]> {
     const { column, desc } = SORTS[query.sort];
-    let q = this.#db.selectFrom('media').selectAll().where('owner', '=', query.owner);
+    let q = this.#db
+      .selectFrom('media')
+      .selectAll()
+      .where('owner', '=', query.owner)
+      .where('deleted_at', 'is', null);
     if (query.kind) q = q.where('kind', '=', query.kind);
     if (query.tag) {
       const tagged = this.#db
@@ -219,6 +338,7 @@ export class MediaRepo {
         .updateTable('media')
         .set({ ...columns, ...(tags ? { tags: JSON.stringify(tags) } : {}), updated_at: now })
         .where('id', '=', id)
+        .where('deleted_at', 'is', null)
         .returningAll()
         .executeTakeFirst();
       if (!updated) return undefined;
@@ -235,10 +355,18 @@ export class MediaRepo {
     });
   }
 
-  /** Deletes the row and gives back its bytes; returns what was deleted. */
-  async delete(id: string): Promise<MediaRecord | undefined> {
+  /**
+   * Deletes the row (in the trash or not) and gives back its bytes; returns what was deleted.
+   * `onlyTrashedBefore`: only if it is (still) in the trash since before then (the purge, which
+   * must not take an item restored meanwhile).
+   */
+  async delete(id: string, audit?: AuditEntry, onlyTrashedBefore?: number): Promise<MediaRecord | undefined> {
     return this.#db.transaction().execute(async (trx) => {
-      const row = await trx.deleteFrom('media').where('id', '=', id).returningAll().executeTakeFirst();
+      let q = trx.deleteFrom('media').where('id', '=', id);
+      if (onlyTrashedBefore !== undefined) {
+        q = q.where('deleted_at', 'is not', null).where('deleted_at', '<', onlyTrashedBefore);
+      }
+      const row = await q.returningAll().executeTakeFirst();
       if (!row) return undefined;
       await trx.deleteFrom('media_tags').where('media_id', '=', id).execute();
       await trx.deleteFrom('links').where('media_id', '=', id).execute();
@@ -247,20 +375,24 @@ export class MediaRepo {
         .set((eb) => ({ bytes: eb('bytes', '-', row.size), files: eb('files', '-', 1) }))
         .where('username', '=', row.owner)
         .execute();
+      if (audit) await appendAudit(trx, audit);
       return fromRow(row);
     });
   }
 
-  async insertLink(link: LinkRecord): Promise<void> {
-    await this.#db
-      .insertInto('links')
-      .values({
-        id: link.id,
-        media_id: link.mediaId,
-        created_at: link.createdAt,
-        expires_at: link.expiresAt,
-      })
-      .execute();
+  async insertLink(link: LinkRecord, audit?: AuditEntry): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('links')
+        .values({
+          id: link.id,
+          media_id: link.mediaId,
+          created_at: link.createdAt,
+          expires_at: link.expiresAt,
+        })
+        .execute();
+      if (audit) await appendAudit(trx, audit);
+    });
   }
 
   /** The link with this id, expired or not (the caller checks the time). */
@@ -283,14 +415,18 @@ export class MediaRepo {
   }
 
   /** Deletes one of the item's links; true when it was still live at `now`. */
-  async deleteLink(mediaId: string, linkId: string, now: number): Promise<boolean> {
-    const row = await this.#db
-      .deleteFrom('links')
-      .where('id', '=', linkId)
-      .where('media_id', '=', mediaId)
-      .returning('expires_at')
-      .executeTakeFirst();
-    return row !== undefined && Number(row.expires_at) > now;
+  async deleteLink(mediaId: string, linkId: string, now: number, audit?: AuditEntry): Promise<boolean> {
+    return this.#db.transaction().execute(async (trx) => {
+      const row = await trx
+        .deleteFrom('links')
+        .where('id', '=', linkId)
+        .where('media_id', '=', mediaId)
+        .returning('expires_at')
+        .executeTakeFirst();
+      const live = row !== undefined && Number(row.expires_at) > now;
+      if (live && audit) await appendAudit(trx, audit);
+      return live;
+    });
   }
 
   /** Deletes links that expired by `now` (they are refused anyway); returns how many. */
@@ -319,6 +455,7 @@ export class MediaRepo {
             .as('rank'),
         ])
         .where('owner', '=', owner)
+        .where('deleted_at', 'is', null)
         .where('sha256', 'in', unique.slice(i, i + LOOKUP_CHUNK));
       const rows = await this.#db
         .selectFrom(ranked.as('ranked'))
@@ -330,7 +467,7 @@ export class MediaRepo {
     return found;
   }
 
-  /** Which of these ids have a row (used to find orphaned blobs). */
+  /** Which of these ids have a row, in the trash or not (used to find orphaned blobs). */
   async existing(ids: string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
     const rows = await this.#db.selectFrom('media').select('id').where('id', 'in', ids).execute();
@@ -410,6 +547,7 @@ function toRow(r: MediaRecord): MediaTable {
     height: r.height,
     created_at: r.createdAt,
     updated_at: r.updatedAt,
+    deleted_at: null,
   };
 }
 
@@ -420,6 +558,10 @@ function linkFromRow(r: LinksTable): LinkRecord {
     createdAt: Number(r.created_at),
     expiresAt: Number(r.expires_at),
   };
+}
+
+function trashedFromRow(r: MediaTable): TrashedRecord {
+  return { ...fromRow(r), deletedAt: Number(r.deleted_at) };
 }
 
 function fromRow(r: MediaTable): MediaRecord {

@@ -9,8 +9,10 @@ import {
   type MediaRecord,
   type MediaRepo,
   type SortKey,
+  type TrashedRecord,
   type Visibility,
 } from './media-repo.ts';
+import type { AuditAction, AuditEntry } from '../audit/audit-log.ts';
 import type { Signer } from './signing.ts';
 import { newId } from '../util/ids.ts';
 import { normalizeTags } from './tags.ts';
@@ -28,6 +30,10 @@ export interface ListParams {
   q?: string;
   owner?: string;
 }
+
+const DAY_MS = 86_400_000;
+/** Items removed per purge query. */
+const PURGE_BATCH = 100;
 
 /** A link as its owner sees it: the token is what goes into the URL. */
 export interface IssuedLink extends LinkRecord {
@@ -49,6 +55,7 @@ export class MediaService {
   /** Items and links decide access, so neither is trusted longer than ACCESS_CACHE_TTL_MS. */
   readonly #items: TtlCache<string, MediaRecord | undefined>;
   readonly #linkCache: TtlCache<string, LinkRecord | undefined>;
+  readonly #trashDays: number;
 
   constructor(deps: {
     repo: MediaRepo;
@@ -64,6 +71,8 @@ export class MediaService {
      * this instance clear it at once.
      */
     cacheTtlMs: number;
+    /** Days a deleted item stays in the trash; 0: DELETE removes it at once. */
+    trashDays?: number;
     clock?: Clock;
   }) {
     this.#repo = deps.repo;
@@ -73,6 +82,7 @@ export class MediaService {
     this.#legacyLinks = deps.legacyLinks;
     this.#bus = deps.bus;
     this.#clock = deps.clock ?? systemClock;
+    this.#trashDays = deps.trashDays ?? 0;
     const cache = {
       ttlMs: Math.min(deps.cacheTtlMs, ACCESS_CACHE_TTL_MS),
       maxEntries: 10_000,
@@ -161,17 +171,105 @@ export class MediaService {
     return updated;
   }
 
-  /** Removes the row first (the item is gone at once), then the blob and every rendition. */
-  async delete(caller: Caller, id: string): Promise<void> {
-    await this.getFor(caller, id);
-    const deleted = await this.#repo.delete(id);
+  /**
+   * With the trash on (and not `permanent`), moves the item to the trash. Otherwise removes the
+   * row first (the item is gone at once), then the blob and every rendition; `permanent` also
+   * takes an item that is already in the trash.
+   */
+  async delete(caller: Caller, id: string, options: { permanent?: boolean } = {}): Promise<void> {
+    if (this.#trashDays > 0 && !options.permanent) {
+      await this.getFor(caller, id);
+      const trashed = await this.#repo.trash(id, this.#clock.now(), this.#entry(caller, 'delete', id));
+      // Its links ended with it: forgetting the item also forgets them (#forget).
+      await this.#changed(id);
+      if (!trashed) throw new AppError('NOT_FOUND', 'No such media item.');
+      return;
+    }
+    const item = (await this.find(id)) ?? (await this.#trashedFor(caller, id));
+    if (!item || !mayManage(caller, item)) throw new AppError('NOT_FOUND', 'No such media item.');
+    const deleted = await this.#repo.delete(id, this.#entry(caller, 'delete', id));
     await this.#changed(id);
     if (!deleted) throw new AppError('NOT_FOUND', 'No such media item.');
+    await this.#removeFiles(id);
+  }
+
+  /** The caller's trashed items (admins too see only their own), most recently trashed first. */
+  async listTrash(
+    caller: Caller,
+    params: { limit: number; cursor?: string },
+  ): Promise<{ items: TrashedRecord[]; nextCursor: string | null }> {
+    let after: { deletedAt: number; id: string } | undefined;
+    if (params.cursor !== undefined) {
+      const payload = this.#cursors.verify(params.cursor) as { t?: unknown; i?: unknown } | null;
+      if (payload === null || typeof payload.t !== 'number' || typeof payload.i !== 'string') {
+        throw validationFailed({ path: 'query.cursor', message: 'is not a cursor of this listing' });
+      }
+      after = { deletedAt: payload.t, id: payload.i };
+    }
+    const items = await this.#repo.listTrash(caller.username, params.limit + 1, after);
+    const page = items.slice(0, params.limit);
+    const last = page.at(-1);
+    const nextCursor =
+      items.length > params.limit && last ? this.#cursors.sign({ t: last.deletedAt, i: last.id }) : null;
+    return { items: page, nextCursor };
+  }
+
+  /** Takes an item out of the trash, as it was (its links excepted: they ended). */
+  async restore(caller: Caller, id: string): Promise<MediaRecord> {
+    const trashed = await this.#trashedFor(caller, id);
+    if (!trashed || !mayManage(caller, trashed))
+      throw new AppError('NOT_FOUND', 'No such item in the trash.');
+    const restored = await this.#repo.restore(id, this.#entry(caller, 'restore', id));
+    // Instances that looked the item up while it was in the trash cached its absence.
+    await this.#changed(id);
+    if (!restored) throw new AppError('NOT_FOUND', 'No such item in the trash.');
+    return restored;
+  }
+
+  /**
+   * Removes for good, with their files, the items trashed more than STOWAGE_TRASH_DAYS ago (all
+   * trashed items when the trash is off); returns how many. Run by the sweeper with its clock.
+   */
+  async purgeTrash(now: number): Promise<number> {
+    const cutoff = now - this.#trashDays * DAY_MS;
+    let purged = 0;
+    for (;;) {
+      const ids = await this.#repo.trashedBefore(cutoff, PURGE_BATCH);
+      for (const id of ids) {
+        // Only if still trashed since before the cutoff: a restore meanwhile wins.
+        if (await this.#repo.delete(id, undefined, cutoff)) {
+          purged++;
+          await this.#changed(id);
+          await this.#removeFiles(id);
+        }
+      }
+      if (ids.length < PURGE_BATCH) return purged;
+    }
+  }
+
+  async #trashedFor(caller: Caller, id: string): Promise<TrashedRecord | undefined> {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;
+    const item = await this.#repo.getTrashed(id);
+    return item && mayManage(caller, item) ? item : undefined;
+  }
+
+  async #removeFiles(id: string): Promise<void> {
     // A failure here leaves an orphan blob, which the sweeper removes; the item is already gone.
     await Promise.allSettled([
       this.#storage.delete(originalKey(id)),
       this.#storage.deletePrefix(renditionsPrefix(id)),
     ]);
+  }
+
+  #entry(caller: Caller, action: AuditAction, target: string): AuditEntry {
+    return {
+      at: this.#clock.now(),
+      actor: caller.username,
+      action,
+      target,
+      ip: caller.ip ?? null,
+      outcome: 'ok',
+    };
   }
 
   /** A new link to the item, recorded so that it can be listed and revoked. */
@@ -188,7 +286,7 @@ export class MediaService {
     };
     // Should the item be deleted meanwhile, the record outlives it harmlessly: a link is only
     // honoured for an item that exists, ids are never reused, and the sweeper removes it on expiry.
-    await this.#repo.insertLink(link);
+    await this.#repo.insertLink(link, this.#entry(caller, 'link_created', link.id));
     return this.#issued(link);
   }
 
@@ -202,7 +300,8 @@ export class MediaService {
   /** Ends one of the item's links on every instance; 404 unless it is a live link of this item. */
   async revokeLink(caller: Caller, id: string, linkId: string): Promise<void> {
     await this.getFor(caller, id);
-    if (!(await this.#repo.deleteLink(id, linkId, this.#clock.now()))) {
+    const entry = this.#entry(caller, 'link_revoked', linkId);
+    if (!(await this.#repo.deleteLink(id, linkId, this.#clock.now(), entry))) {
       throw new AppError('NOT_FOUND', 'No such link.');
     }
     this.#forget([], [linkId]);

@@ -16,6 +16,7 @@ import { sanitizeFilename } from '../media/filename.ts';
 import type { MediaRecord, MediaRepo, Reservations, Visibility } from '../media/media-repo.ts';
 import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
 import { newId } from '../util/ids.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 
 export interface IngestDeps {
   storage: BlobStore;
@@ -28,6 +29,8 @@ export interface IngestDeps {
   quotaBytes: number | null;
   /** Local scratch space for images whose blob is not on local disk (sharp decodes from files). */
   spoolDir: string;
+  /** Where stored uploads (with the row, in its transaction) and refused ones (after) are recorded. */
+  audit?: AuditLog;
 }
 
 export interface IngestSource {
@@ -35,6 +38,8 @@ export interface IngestSource {
   owner: string;
   filename: string | undefined;
   via: 'multipart' | 'tus';
+  /** The uploader's address, for the audit log (when known). */
+  ip?: string;
   /**
    * The quota reservations this upload holds (a tus upload, or the partials of a concatenated
    * one): not counted against the quota while it is checked, and replaced by the item.
@@ -148,7 +153,7 @@ export class Ingest {
     } catch (error) {
       await cleanup().catch(() => undefined);
       const appError = asUploadError(error, sourceError ?? source.stream.errored ?? undefined);
-      deps.metrics.uploads.inc({ path: source.via, outcome: appError.code });
+      await this.#refused(source, appError.code);
       throw appError;
     }
   }
@@ -184,9 +189,21 @@ export class Ingest {
     } catch (error) {
       await cleanup().catch(() => undefined);
       const appError = asUploadError(error);
-      deps.metrics.uploads.inc({ path: source.via, outcome: appError.code });
+      await this.#refused(source, appError.code);
       throw appError;
     }
+  }
+
+  /** Counts a refused upload and records it in the audit log (see AuditLog.record). */
+  async #refused(source: IngestSource, code: string): Promise<void> {
+    this.#deps.metrics.uploads.inc({ path: source.via, outcome: code });
+    await this.#deps.audit?.record({
+      actor: source.owner,
+      action: 'upload_refused',
+      target: null,
+      ip: source.ip ?? null,
+      outcome: code,
+    });
   }
 
   #staged(
@@ -235,12 +252,19 @@ export class Ingest {
         };
         try {
           await file.writer.commit();
-          await deps.repo.insert(record, deps.quotaBytes, source.reservations);
+          const audit = deps.audit?.entry({
+            actor: source.owner,
+            action: 'upload',
+            target: record.id,
+            ip: source.ip ?? null,
+            outcome: 'ok',
+          });
+          await deps.repo.insert(record, deps.quotaBytes, source.reservations, audit);
         } catch (error) {
           // The row never came to be: aborting the writer also removes a blob already committed.
           await discard().catch(() => undefined);
           const appError = asUploadError(error);
-          deps.metrics.uploads.inc({ path: source.via, outcome: appError.code });
+          await this.#refused(source, appError.code);
           throw appError;
         }
         settled = true;

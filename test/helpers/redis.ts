@@ -19,6 +19,8 @@ export const REDIS_DB = {
   revocation: 3,
   anonymousLimit: 14,
   tusHandover: 7,
+  adminSessions: 4,
+  trashInstances: 6,
 } as const;
 
 /** Whether Redis tests can run; says once (per test file) why not when they cannot. */

@@ -234,6 +234,8 @@ describe('steps that fail', () => {
         'expired reservations': 'failed',
         'ended sessions': 'failed',
         'expired links': 'failed',
+        trash: 'failed',
+        'old audit entries': 'failed',
         'spool files': 1,
       });
       expect(await exists(spool)).toBe(false);
@@ -246,8 +248,10 @@ describe('steps that fail', () => {
           'ended sessions',
           'expired links',
           'expired reservations',
+          'old audit entries',
           'orphaned blobs',
           'orphaned renditions',
+          'trash',
         ].sort(),
       );
     } finally {

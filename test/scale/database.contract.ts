@@ -31,10 +31,15 @@ export interface DatabaseUnderTest {
 
 /** Every index the migrations create, by table: the same set on both dialects. */
 const EXPECTED_INDEXES = [
+  'audit_log_action_at',
+  'audit_log_actor_at',
+  'audit_log_at',
   'links_expires',
   'links_media',
   'media_created',
+  'media_deleted',
   'media_owner_created',
+  'media_owner_deleted',
   'media_owner_filename',
   'media_owner_kind_created',
   'media_owner_sha256',
@@ -77,6 +82,7 @@ export function databaseContract(
           'usage',
           'reservations',
           'links',
+          'audit_log',
         ] as const) {
           const rows = await handle.db.selectFrom(table).selectAll().limit(1).execute();
           expect(rows).toEqual(expect.any(Array));
@@ -646,7 +652,16 @@ async function migrationNames(db: Db): Promise<string[]> {
 }
 
 async function indexNames(db: Db, dialect: 'sqlite' | 'postgres'): Promise<string[]> {
-  const tables = ['sessions', 'refresh_tokens', 'media', 'media_tags', 'usage', 'reservations', 'links'];
+  const tables = [
+    'sessions',
+    'refresh_tokens',
+    'media',
+    'media_tags',
+    'usage',
+    'reservations',
+    'links',
+    'audit_log',
+  ];
   const { rows } =
     dialect === 'sqlite'
       ? await sql<{

@@ -38,7 +38,7 @@ export async function identify(deps: AuthDeps, header: string | undefined): Prom
 
 export function authenticateHook(deps: AuthDeps) {
   return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-    request.caller = await identify(deps, request.headers.authorization);
+    request.caller = { ...(await identify(deps, request.headers.authorization)), ip: request.ip };
   };
 }
 

@@ -9,6 +9,7 @@ import { unauthenticated } from '../../auth/tokens.ts';
 import type { UsersStore } from '../../auth/users-store.ts';
 import { AppError } from '../../errors.ts';
 import type { Metrics } from '../../metrics.ts';
+import type { AuditLog } from '../../audit/audit-log.ts';
 import { callerOf } from '../plugins/authenticate.ts';
 import { IsoTime, errors, iso } from '../schemas.ts';
 
@@ -19,6 +20,7 @@ export interface AuthRouteDeps {
   sessions: SessionService;
   throttle: LoginThrottle;
   metrics: Metrics;
+  audit?: AuditLog;
 }
 
 const TokenResponse = Type.Object({
@@ -101,6 +103,15 @@ export async function publicAuthRoutes(base: FastifyInstance, deps: AuthRouteDep
       if (!user || !ok) {
         deps.metrics.logins.inc({ outcome: 'failure' });
         request.log.info({ username: username.slice(0, 64) }, 'login failed');
+        // Not awaited: the answer to a failed login must not wait for (or fail with) the database,
+        // so that it keeps the equal-time rule and stays a 401 (AuditLog.record logs a failure).
+        void deps.audit?.record({
+          actor: username,
+          action: 'login_failed',
+          target: username,
+          ip: request.ip,
+          outcome: 'INVALID_CREDENTIALS',
+        });
         throw new AppError('INVALID_CREDENTIALS');
       }
       // A bcrypt (or weaker argon2id) line becomes argon2id with today's parameters, in the
@@ -115,6 +126,13 @@ export async function publicAuthRoutes(base: FastifyInstance, deps: AuthRouteDep
         request.ip,
       );
       deps.metrics.logins.inc({ outcome: 'success' });
+      await deps.audit?.record({
+        actor: user.username,
+        action: 'login',
+        target: user.username,
+        ip: request.ip,
+        outcome: 'ok',
+      });
       return tokenResponse(session, refreshToken);
     },
   );
@@ -133,7 +151,7 @@ export async function publicAuthRoutes(base: FastifyInstance, deps: AuthRouteDep
       },
     },
     async (request) => {
-      const { session, refreshToken } = await deps.sessions.rotate(request.body.refreshToken);
+      const { session, refreshToken } = await deps.sessions.rotate(request.body.refreshToken, request.ip);
       if (!deps.users.get(session.username)) {
         await deps.sessions.revokeAllForUser(session.username);
         throw unauthenticated('invalid refresh token');
@@ -160,6 +178,13 @@ export async function sessionRoutes(base: FastifyInstance, deps: AuthRouteDeps):
     async (request, reply) => {
       const caller = callerOf(request);
       await deps.sessions.revoke(caller.username, caller.sessionId);
+      await deps.audit?.record({
+        actor: caller.username,
+        action: 'logout',
+        target: caller.sessionId,
+        ip: request.ip,
+        outcome: 'ok',
+      });
       return reply.code(204).send(null);
     },
   );
@@ -235,6 +260,13 @@ export async function sessionRoutes(base: FastifyInstance, deps: AuthRouteDeps):
       const caller = callerOf(request);
       const revoked = await deps.sessions.revoke(caller.username, request.params.id);
       if (!revoked) throw new AppError('NOT_FOUND', 'No such session.');
+      await deps.audit?.record({
+        actor: caller.username,
+        action: 'session_revoked',
+        target: request.params.id,
+        ip: request.ip,
+        outcome: 'ok',
+      });
       return reply.code(204).send(null);
     },
   );

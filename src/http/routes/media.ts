@@ -41,6 +41,9 @@ function linkJson(link: IssuedLink) {
   };
 }
 
+/** A media item in the trash: the item as it was, and when it was moved there. */
+const TrashedItem = Type.Object({ ...MediaItem.properties, deletedAt: IsoTime }, { $id: 'TrashedMediaItem' });
+
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'lowercase hex SHA-256' });
 /** Digests per lookup request (the contract's limit). */
 const LOOKUP_MAX = 1000;
@@ -145,6 +148,52 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
   );
 
   app.get(
+    '/api/media/trash',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Your items in the trash, most recently deleted first, with cursor pagination',
+        description:
+          'Only when STOWAGE_TRASH_DAYS is above 0 does DELETE move items here; they are removed for ' +
+          'good that many days after their deletion. Trashed items still count toward usage and quota.',
+        querystring: Type.Object({
+          limit: Type.Integer({ minimum: 1, maximum: 100, default: 50 }),
+          cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+        }),
+        response: {
+          200: Type.Object({
+            items: Type.Array(TrashedItem),
+            nextCursor: Type.Union([Type.String(), Type.Null()]),
+          }),
+          ...errors(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const page = await deps.media.listTrash(callerOf(request), request.query);
+      return {
+        items: page.items.map((item) => ({ ...mediaJson(item), deletedAt: iso(item.deletedAt) })),
+        nextCursor: page.nextCursor,
+      };
+    },
+  );
+
+  app.post(
+    '/api/media/:id/restore',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Take an item out of the trash, as it was (its links, which ended, excepted)',
+        params: IdParams,
+        response: { 200: MediaItem, ...errors(401, 404) },
+      },
+    },
+    async (request) => mediaJson(await deps.media.restore(callerOf(request), request.params.id)),
+  );
+
+  app.get(
     '/api/media/:id',
     {
       schema: {
@@ -186,13 +235,24 @@ export async function mediaRoutes(base: FastifyInstance, deps: MediaRouteDeps): 
       schema: {
         tags,
         security,
-        summary: 'Delete the item, its file and every rendition',
+        summary: 'Delete the item (to the trash when it is on), or with permanent=true at once',
+        description:
+          'With STOWAGE_TRASH_DAYS above 0 the item moves to the trash (its links end); otherwise, ' +
+          'or with permanent=true (also for an item already in the trash), the item, its file and ' +
+          'every rendition are removed at once.',
         params: IdParams,
-        response: { 204: Type.Null(), ...errors(401, 404) },
+        querystring: Type.Object({
+          permanent: Type.Optional(
+            Type.Boolean({ default: false, description: 'remove at once, also from the trash' }),
+          ),
+        }),
+        response: { 204: Type.Null(), ...errors(400, 401, 404) },
       },
     },
     async (request, reply) => {
-      await deps.media.delete(callerOf(request), request.params.id);
+      await deps.media.delete(callerOf(request), request.params.id, {
+        permanent: request.query.permanent === true,
+      });
       return reply.code(204).send(null);
     },
   );
