@@ -3,18 +3,19 @@ import tseslint from 'typescript-eslint';
 
 /**
  * The direction of imports between the folders of src/ (docs/architecture.md, "Layers"):
- * http → uploads → media/auth → db, storage, scan, images, cluster → util. A folder may import
+ * http → uploads → media/auth → db, storage, scan, images, video, cluster → util. A folder may import
  * from the folders below it and never from one above; the top-level wiring (app.ts, services.ts,
  * main.ts) is imported by nothing in a folder.
  */
 const WIRING = ['app', 'services', 'main'];
 const ABOVE = {
-  util: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
-  db: ['auth', 'cli', 'cluster', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
-  storage: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'uploads'],
-  scan: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'storage', 'uploads'],
-  images: ['auth', 'cli', 'cluster', 'db', 'http', 'media', 'scan', 'storage', 'uploads'],
-  cluster: ['auth', 'cli', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
+  util: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
+  db: ['auth', 'cli', 'cluster', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
+  storage: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'uploads', 'video'],
+  scan: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'storage', 'uploads', 'video'],
+  images: ['auth', 'cli', 'cluster', 'db', 'http', 'media', 'scan', 'storage', 'uploads', 'video'],
+  video: ['auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
+  cluster: ['auth', 'cli', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
   auth: ['cli', 'cluster', 'http', 'media', 'uploads'],
   media: ['cli', 'cluster', 'http', 'uploads'],
   uploads: ['cli', 'cluster', 'http'],

@@ -31,6 +31,16 @@ export interface MediaTable {
   height: number | null;
   created_at: number;
   updated_at: number;
+  /** When the photo or video was taken, ms; null when the file does not say. */
+  taken_at: number | null;
+  /** ThumbHash, base64. */
+  placeholder: string | null;
+  /** JSON of the item's `media` (video and audio). */
+  media: string | null;
+  /** JSON of the item's `exif` (camera data of images). */
+  exif: string | null;
+  /** Which METADATA_VERSION the four above were read with; 0: not yet (the backfill's to-do list). */
+  metadata_version: number;
 }
 
 export interface MediaTagsTable {
