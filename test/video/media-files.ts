@@ -44,9 +44,7 @@ const RECIPES: Record<string, (out: string, dir: string) => string[][]> = {
   },
   // Shorter than the poster's one second: the poster is the first frame.
   'short.mp4': (out) => [[...lavfi('testsrc=size=160x120:rate=25:duration=0.4'), ...h264(), out]],
-  'audio.m4a': (out) => [
-    [...lavfi('sine=frequency=440:duration=2'), '-c:a', 'aac', '-b:a', '96k', out],
-  ],
+  'audio.m4a': (out) => [[...lavfi('sine=frequency=440:duration=2'), '-c:a', 'aac', '-b:a', '96k', out]],
   'audio.mp3': (out) => [
     [...lavfi('sine=frequency=440:duration=2'), '-c:a', 'libmp3lame', '-b:a', '128k', out],
   ],

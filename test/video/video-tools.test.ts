@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, test } from 'vitest';
@@ -7,6 +9,7 @@ import { errorCode, useScratchDir } from '../images/image-fixtures.ts';
 import { CREATED, ffmpegAvailable, mediaFile } from './media-files.ts';
 
 /** ffprobe and ffmpeg as the server runs them, on real files made by ffmpeg itself. */
+const run = promisify(execFile);
 const scratch = useScratchDir();
 
 function tools(overrides: Partial<ConstructorParameters<typeof VideoTools>[0]> = {}): VideoTools {
@@ -34,8 +37,12 @@ async function hangingTool(): Promise<string> {
 describe('finding the tools', () => {
   test('is null when either command is missing, so the server runs without them', async () => {
     const options = { tempDir: scratch().path, timeoutMs: 1000, concurrency: 1, maxQueue: 1 };
-    expect(await VideoTools.find({ ...options, ffprobe: '/nonexistent/ffprobe', ffmpeg: 'ffmpeg' })).toBeNull();
-    expect(await VideoTools.find({ ...options, ffprobe: 'ffprobe', ffmpeg: '/nonexistent/ffmpeg' })).toBeNull();
+    expect(
+      await VideoTools.find({ ...options, ffprobe: '/nonexistent/ffprobe', ffmpeg: 'ffmpeg' }),
+    ).toBeNull();
+    expect(
+      await VideoTools.find({ ...options, ffprobe: 'ffprobe', ffmpeg: '/nonexistent/ffmpeg' }),
+    ).toBeNull();
   });
 });
 
@@ -80,17 +87,24 @@ describe.runIf(ffmpegAvailable())('ffprobe and ffmpeg on real files', () => {
       sharp(file, { failOn: 'none' }).resize(64, 48, { fit: 'fill' }).greyscale().raw().toBuffer();
     const ffmpegFrame = async (file: string, at: number) => {
       const out = path.join(scratch().path, `frame-${path.basename(file)}-${at}.jpg`);
-      const { execFile } = await import('node:child_process');
-      await new Promise<void>((resolve, reject) =>
-        execFile(
-          'ffmpeg',
-          ['-v', 'error', '-y', '-ss', String(at), '-i', file, '-frames:v', '1', '-q:v', '2', out],
-          (error) => (error ? reject(error) : resolve()),
-        ),
-      );
+      await run('ffmpeg', [
+        '-v',
+        'error',
+        '-y',
+        '-ss',
+        String(at),
+        '-i',
+        file,
+        '-frames:v',
+        '1',
+        '-q:v',
+        '2',
+        out,
+      ]);
       return frame(out);
     };
-    const distance = (a: Buffer, b: Buffer) => a.reduce((sum, v, i) => sum + Math.abs(v - b[i]!), 0) / a.length;
+    const distance = (a: Buffer, b: Buffer) =>
+      a.reduce((sum, v, i) => sum + Math.abs(v - b[i]!), 0) / a.length;
     const clipPoster = await tools().withPoster(clip, 3000, (poster) => frame(poster));
     expect(distance(clipPoster, await ffmpegFrame(clip, 1))).toBeLessThan(2);
     expect(distance(clipPoster, await ffmpegFrame(clip, 0))).toBeGreaterThan(2);
@@ -118,7 +132,13 @@ describe.runIf(ffmpegAvailable())('ffprobe and ffmpeg on real files', () => {
 
   test('reads WebM with VP9 and Opus', async () => {
     const { media } = await tools().probe(await mediaFile(scratch().path, 'clip.webm'));
-    expect(media).toMatchObject({ width: 320, height: 240, videoCodec: 'vp9', audioCodec: 'opus', frameRate: 25 });
+    expect(media).toMatchObject({
+      width: 320,
+      height: 240,
+      videoCodec: 'vp9',
+      audioCodec: 'opus',
+      frameRate: 25,
+    });
     expect(media.durationMs).toBeGreaterThanOrEqual(1000);
     expect(media.durationMs).toBeLessThanOrEqual(1100);
   });
@@ -127,7 +147,9 @@ describe.runIf(ffmpegAvailable())('ffprobe and ffmpeg on real files', () => {
     for (const name of ['truncated.mp4', 'broken.mp4']) {
       const file = await mediaFile(scratch().path, name);
       expect(await errorCode(tools().probe(file)), name).toBe('INVALID_FILE');
-      expect(await errorCode(tools().withPoster(file, null, () => Promise.resolve())), name).toBe('INVALID_FILE');
+      expect(await errorCode(tools().withPoster(file, null, () => Promise.resolve())), name).toBe(
+        'INVALID_FILE',
+      );
     }
   });
 
@@ -156,7 +178,13 @@ describe('parsing ffprobe output', () => {
   test('skips cover art in audio files and treats 0/0 frame rates and epoch dates as unknown', () => {
     const parsed = parseProbe({
       streams: [
-        { codec_type: 'video', codec_name: 'mjpeg', width: 500, height: 500, disposition: { attached_pic: 1 } },
+        {
+          codec_type: 'video',
+          codec_name: 'mjpeg',
+          width: 500,
+          height: 500,
+          disposition: { attached_pic: 1 },
+        },
         { codec_type: 'audio', codec_name: 'mp3', tags: { creation_time: '1970-01-01T00:00:00.000000Z' } },
       ],
       format: { duration: '2.5', bit_rate: '128000' },
@@ -176,7 +204,13 @@ describe('parsing ffprobe output', () => {
   });
 
   test('swaps width and height for a quarter turn either way, from side data or the rotate tag', () => {
-    const stream = { codec_type: 'video', codec_name: 'h264', width: 1920, height: 1080, avg_frame_rate: '30000/1001' };
+    const stream = {
+      codec_type: 'video',
+      codec_name: 'h264',
+      width: 1920,
+      height: 1080,
+      avg_frame_rate: '30000/1001',
+    };
     for (const extra of [
       { side_data_list: [{ rotation: -90 }] },
       { side_data_list: [{ rotation: 270 }] },
@@ -185,7 +219,10 @@ describe('parsing ffprobe output', () => {
       const { media } = parseProbe({ streams: [{ ...stream, ...extra }], format: {} });
       expect(media, JSON.stringify(extra)).toMatchObject({ width: 1080, height: 1920, frameRate: 29.97 });
     }
-    const upsideDown = parseProbe({ streams: [{ ...stream, side_data_list: [{ rotation: 180 }] }], format: {} });
+    const upsideDown = parseProbe({
+      streams: [{ ...stream, side_data_list: [{ rotation: 180 }] }],
+      format: {},
+    });
     expect(upsideDown.media).toMatchObject({ width: 1920, height: 1080 });
   });
 
