@@ -60,6 +60,11 @@ export class MetadataBackfill {
     return this.#running;
   }
 
+  /** Resolves when no pass is running (the one begun at start included). */
+  async idle(): Promise<void> {
+    await this.#running;
+  }
+
   /** Stops after the item in hand; resolves once nothing runs. */
   async stop(): Promise<void> {
     this.#stopped = true;
