@@ -5,6 +5,8 @@ import sharp from 'sharp';
 import { thumbHashToApproximateAspectRatio, thumbHashToRGBA } from 'thumbhash';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { captureLogs, LEVEL } from '../helpers/logs.ts';
+import { createTestBucket, s3Available, type TestBucket } from '../helpers/s3.ts';
+import { s3Env } from '../scale/scale-helpers.ts';
 import {
   fixture,
   imageBytes,
@@ -341,5 +343,37 @@ describe('STOWAGE_MEDIA_METADATA=off', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe.runIf(ffmpegAvailable() && s3Available())('on S3 storage', () => {
+  let s3: TestBucket;
+  let app: ThumbApp;
+  beforeAll(async () => {
+    s3 = await createTestBucket();
+    app = await startThumbApp(s3Env(s3));
+  });
+  afterAll(async () => {
+    await app?.close();
+    await s3?.drop();
+  });
+
+  test('videos and photos are read from a spool of the upload, posters from a copy of the object', async () => {
+    const video = await app.uploadFile(await file('rotated.mp4'), 'rotated.mp4');
+    expect(video).toMatchObject({ media: { width: 240, height: 320, videoCodec: 'h264' } });
+    decodedPlaceholder(video);
+    const thumb = await sharp(
+      await imageBytes(await app.thumbnail(video.id, { query: 'size=256' })),
+    ).metadata();
+    expect({ width: thumb.width, height: thumb.height }).toEqual({ width: 192, height: 256 });
+    const photo = await app.uploadFile(await fixture('DSCN0025.jpg'), 'nikon.jpg');
+    expect(photo).toMatchObject({ takenAt: '2008-10-22T16:43:21.000Z', exif: { make: 'NIKON' } });
+    // A resumable upload on S3 takes the streaming path, with its own spool.
+    const { mediaId } = await tusUpload(app, await file('audio.m4a'), { metadata: { filename: 'a.m4a' } });
+    const audio = (await (await app.request('GET', `/api/media/${mediaId}`)).json()) as MediaItem;
+    expect(audio.media).toMatchObject({ audioCodec: 'aac', width: null });
+    // Nothing is left in the spool.
+    const spool = await fs.readdir(path.join(app.config.dataDir, 'tmp'), { recursive: true });
+    expect(spool.filter((name) => /\.(spool|thumb)$/.test(name))).toEqual([]);
   });
 });
