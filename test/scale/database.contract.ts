@@ -123,12 +123,50 @@ export function databaseContract(
           height: 3000,
           size: 3_000_000_000,
           visibility: 'public',
+          takenAt: Date.UTC(2008, 9, 22, 16, 43, 21),
+          placeholder: 'HBkSHYSIeHiPiHh8eJd4eTN0EEQG',
+          exif: {
+            make: 'NIKON',
+            model: 'COOLPIX P6000',
+            lens: null,
+            exposureTime: 0.00813669,
+            fNumber: 3.7,
+            iso: 64,
+            focalLength: 8.1,
+            gps: { latitude: 43.468365, longitude: 11.881634999972222, altitude: null },
+          },
         });
         await repo.insert(item, null);
         expect(await repo.get(item.id)).toEqual(item);
+        const video = record(owner, {
+          mimeType: 'video/mp4',
+          kind: 'video',
+          takenAt: null,
+          metadataVersion: 0,
+          media: {
+            durationMs: 10_023,
+            width: 1080,
+            height: 1920,
+            videoCodec: 'hevc',
+            audioCodec: null,
+            frameRate: 29.97,
+            bitrate: 12_000_000,
+          },
+        });
+        await repo.insert(video, null);
+        expect(await repo.get(video.id)).toEqual(video);
+        // The backfill's to-do list, and what it writes back.
+        const pending = await repo.metadataPending(1, ['video'], '', 100);
+        expect(pending.map((r) => r.id)).toContain(video.id);
+        expect(pending.every((r) => r.metadataVersion < 1 && r.kind === 'video')).toBe(true);
+        const filled = { ...video, takenAt: 1, placeholder: 'AAAA', exif: null, metadataVersion: 1 };
+        expect(await repo.setMetadata(video.id, filled)).toBe(true);
+        expect(await repo.get(video.id)).toEqual(filled);
+        expect((await repo.metadataPending(1, ['video'], '', 100)).map((r) => r.id)).not.toContain(video.id);
+        expect(await repo.setMetadata('no-such-id', filled)).toBe(false);
         expect(await repo.get('no-such-id')).toBeUndefined();
         expect(await repo.existing([item.id, 'no-such-id'])).toEqual(new Set([item.id]));
-        expect(await repo.usedBytes(owner)).toBe(3_000_000_000);
+        expect(await repo.usedBytes(owner)).toBe(3_000_000_000 + video.size);
       });
 
       it('updates fields and tags together', async () => {
