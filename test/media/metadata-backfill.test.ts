@@ -3,7 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { SweepScheduler } from '../../src/media/sweeper.ts';
-import { METADATA_VERSION } from '../../src/media/media-metadata.ts';
+import { METADATA_VERSION, MetadataReader } from '../../src/media/media-metadata.ts';
+import { MetadataBackfill } from '../../src/media/metadata-backfill.ts';
+import { pino } from 'pino';
 import { ffmpegAvailable, mediaFile } from '../video/media-files.ts';
 import { fixture, pdf, startMediaApp, type MediaApp, type MediaItem } from './media-helpers.ts';
 
@@ -121,6 +123,37 @@ describe.runIf(ffmpegAvailable())('the metadata backfill', () => {
       });
       expect((await versions(app))[id]).toBe(METADATA_VERSION);
       expect(await app.services.backfill.tick()).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('stops between items when asked, and the next run does the rest', async () => {
+    const app = await start({ STOWAGE_MEDIA_METADATA: 'off' });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++)
+        ids.push((await app.uploadFile(await fixture('Canon_40D.jpg'), `${i}.jpg`)).id);
+      const { repo, storage, images, video } = app.services;
+      const backfill = () =>
+        new MetadataBackfill({
+          repo,
+          storage,
+          reader: new MetadataReader({ images, video, enabled: true }),
+          spoolDir: app.config.dataDir,
+          logger: pino({ level: 'silent' }),
+          scheduler: byHand,
+        });
+      const first = backfill();
+      const pass = first.tick();
+      await first.stop();
+      const doneBefore = await pass;
+      expect(doneBefore).toBeLessThan(3);
+      expect(await first.tick(), 'a stopped backfill runs no more passes').toBe(0);
+      const second = backfill();
+      expect(await second.tick()).toBe(3 - doneBefore);
+      const after = await versions(app);
+      expect(ids.map((id) => after[id])).toEqual([METADATA_VERSION, METADATA_VERSION, METADATA_VERSION]);
     } finally {
       await app.close();
     }
