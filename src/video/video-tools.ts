@@ -10,6 +10,18 @@ const run = promisify(execFile);
 const DETECT_TIMEOUT_MS = 5_000;
 /** ffprobe's JSON for a file with a handful of streams is a few kilobytes; a flood means a bad file. */
 const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
+/**
+ * The demuxers ffprobe and ffmpeg may use on an upload, and the one protocol: ffmpeg picks the
+ * demuxer from the content, not from our type check, and some (HLS and concat playlists, for
+ * instance) open further files or URLs named inside the file, which would let an upload read
+ * other files on the server or reach the network. These cover the container types Stowage can
+ * accept as video or audio (MP4/QuickTime/M4A, Matroska/WebM, MP3, AAC, Ogg/Opus, WAV, FLAC, AVI,
+ * MPEG-TS/PS, FLV, ASF/WMV); `mov` and `matroska` each name a demuxer of several formats.
+ */
+const INPUT_LIMITS = [
+  ...['-protocol_whitelist', 'file'],
+  ...['-format_whitelist', 'mov,matroska,mp3,aac,ogg,wav,flac,avi,mpegts,mpeg,flv,asf'],
+];
 /** The poster is taken about this far in, past fades from black, or from the start of a shorter file. */
 const POSTER_AT_MS = 1_000;
 
@@ -86,6 +98,7 @@ export class VideoTools {
         'json',
         '-show_format',
         '-show_streams',
+        ...INPUT_LIMITS,
         // An absolute path cannot be taken for an option or a protocol ("http:…", "concat:…").
         `file:${resolve(path)}`,
       ]),
@@ -121,6 +134,7 @@ export class VideoTools {
           // Seeking on the input jumps to the keyframe before and decodes on from there: fast.
           '-ss',
           (at / 1000).toFixed(3),
+          ...INPUT_LIMITS,
           '-i',
           `file:${resolve(path)}`,
           '-map',

@@ -166,6 +166,20 @@ describe.runIf(ffmpegAvailable())('ffprobe and ffmpeg on real files', () => {
     expect(await Promise.all(running)).toEqual(['INVALID_FILE', 'INVALID_FILE']);
   });
 
+  test('a playlist naming another file on the server is refused, not followed', async () => {
+    const dir = scratch().path;
+    const secret = await mediaFile(dir, 'rotated.mp4');
+    // HLS: ffmpeg would open the file it names and show its picture as this upload's.
+    const playlist = `#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:${secret}\n#EXT-X-ENDLIST\n`;
+    const upload = path.join(dir, 'playlist.mp4');
+    await fs.writeFile(upload, playlist);
+    expect(await errorCode(tools().probe(upload))).toBe('INVALID_FILE');
+    expect(await errorCode(tools().withPoster(upload, null, () => Promise.resolve()))).toBe('INVALID_FILE');
+    // The same playlist is read by an unrestricted ffprobe: the refusal is ours.
+    const { stdout } = await run('ffprobe', ['-v', 'error', '-show_format', `file:${upload}`]);
+    expect(stdout).toContain('format_name=hls');
+  });
+
   test('never reads a path as a protocol or an option', async () => {
     const dir = scratch().path;
     await fs.copyFile(await mediaFile(dir, 'clip.mp4'), path.join(dir, '-i'));
