@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import { thumbHashToApproximateAspectRatio, thumbHashToRGBA } from 'thumbhash';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { captureLogs, LEVEL } from '../helpers/logs.ts';
+import { createTestDatabase, pgAvailable } from '../helpers/postgres.ts';
 import { createTestBucket, s3Available, type TestBucket } from '../helpers/s3.ts';
 import { s3Env } from '../scale/scale-helpers.ts';
 import {
@@ -227,57 +228,75 @@ describe.runIf(ffmpegAvailable())('video and audio', () => {
   });
 });
 
-describe.runIf(ffmpegAvailable())('sort=takenAt', () => {
-  let app: ThumbApp;
-  beforeAll(async () => {
-    app = await startThumbApp();
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+/** sort=takenAt black-box, on a database from `database()` (SQLite unless it gives a URL). */
+function takenAtSuite(
+  dialect: string,
+  database: () => Promise<{ env: Record<string, string>; drop(): Promise<void> }>,
+) {
+  describe.runIf(ffmpegAvailable())(`sort=takenAt (${dialect})`, () => {
+    let app: ThumbApp;
+    let drop: () => Promise<void> = () => Promise.resolve();
+    beforeAll(async () => {
+      const db = await database();
+      drop = () => db.drop();
+      app = await startThumbApp(db.env);
+    });
+    afterAll(async () => {
+      await app?.close();
+      await drop();
+    });
 
-  async function pages(sort: string, limit: number): Promise<string[]> {
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    for (let page = 0; page < 20; page++) {
-      const query = `sort=${sort}&limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
-      const res = await app.request('GET', `/api/media/list?${query}`);
-      expect(res.status).toBe(200);
-      const body = (await res.json()) as { items: MediaItem[]; nextCursor: string | null };
-      seen.push(...body.items.map((i) => i.id));
-      cursor = body.nextCursor;
-      if (!cursor) break;
+    async function pages(sort: string, limit: number): Promise<string[]> {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      for (let page = 0; page < 20; page++) {
+        const query = `sort=${sort}&limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+        const res = await app.request('GET', `/api/media/list?${query}`);
+        expect(res.status).toBe(200);
+        const body = (await res.json()) as { items: MediaItem[]; nextCursor: string | null };
+        seen.push(...body.items.map((i) => i.id));
+        cursor = body.nextCursor;
+        if (!cursor) break;
+      }
+      return seen;
     }
-    return seen;
-  }
 
-  test('orders by when items were taken, those without a time last either way, ties by id, across pages', async () => {
-    const canon = await app.uploadFile(await fixture('Canon_40D.jpg'), 'a.jpg');
-    const nikon = await app.uploadFile(await fixture('DSCN0025.jpg'), 'b.jpg');
-    const nikonAgain = await app.uploadFile(await fixture('DSCN0025.jpg'), 'c.jpg');
-    const video = await app.uploadFile(await file('clip.mp4'), 'd.mp4');
-    const untimed = [
-      await app.uploadFile(await fixture('image01137.jpg'), 'e.jpg'),
-      await app.uploadFile(await file('audio.mp3'), 'f.mp3'),
-      await app.uploadFile(await file('broken.mp4'), 'g.mp4'),
-    ];
-    const byId = (a: MediaItem, b: MediaItem) => (a.id < b.id ? -1 : 1);
-    const sameTime = [nikon, nikonAgain].sort(byId);
-    const nulls = [...untimed].sort(byId);
-    const ascending = [canon, ...sameTime, video, ...nulls].map((i) => i.id);
-    const descending = [video, ...sameTime.reverse(), canon, ...nulls.reverse()].map((i) => i.id);
-    for (const limit of [1, 2, 3, 100]) {
-      expect(await pages('takenAt', limit), `takenAt by ${limit}`).toEqual(ascending);
-      expect(await pages('-takenAt', limit), `-takenAt by ${limit}`).toEqual(descending);
-    }
-    // A cursor is only good for the order it came from.
-    const first = await app.request('GET', '/api/media/list?sort=takenAt&limit=5');
-    const { nextCursor } = (await first.json()) as { nextCursor: string };
-    const other = await app.request(
-      'GET',
-      `/api/media/list?sort=-takenAt&cursor=${encodeURIComponent(nextCursor)}`,
-    );
-    expect(other.status).toBe(400);
+    test('orders by when items were taken, those without a time last either way, ties by id, across pages', async () => {
+      const canon = await app.uploadFile(await fixture('Canon_40D.jpg'), 'a.jpg');
+      const nikon = await app.uploadFile(await fixture('DSCN0025.jpg'), 'b.jpg');
+      const nikonAgain = await app.uploadFile(await fixture('DSCN0025.jpg'), 'c.jpg');
+      const video = await app.uploadFile(await file('clip.mp4'), 'd.mp4');
+      const untimed = [
+        await app.uploadFile(await fixture('image01137.jpg'), 'e.jpg'),
+        await app.uploadFile(await file('audio.mp3'), 'f.mp3'),
+        await app.uploadFile(await file('broken.mp4'), 'g.mp4'),
+      ];
+      const byId = (a: MediaItem, b: MediaItem) => (a.id < b.id ? -1 : 1);
+      const sameTime = [nikon, nikonAgain].sort(byId);
+      const nulls = [...untimed].sort(byId);
+      const ascending = [canon, ...sameTime, video, ...nulls].map((i) => i.id);
+      const descending = [video, ...sameTime.reverse(), canon, ...nulls.reverse()].map((i) => i.id);
+      for (const limit of [1, 2, 3, 100]) {
+        expect(await pages('takenAt', limit), `takenAt by ${limit}`).toEqual(ascending);
+        expect(await pages('-takenAt', limit), `-takenAt by ${limit}`).toEqual(descending);
+      }
+      // A cursor is only good for the order it came from.
+      const first = await app.request('GET', '/api/media/list?sort=takenAt&limit=5');
+      const { nextCursor } = (await first.json()) as { nextCursor: string };
+      const other = await app.request(
+        'GET',
+        `/api/media/list?sort=-takenAt&cursor=${encodeURIComponent(nextCursor)}`,
+      );
+      expect(other.status).toBe(400);
+    });
+  });
+}
+
+takenAtSuite('SQLite', () => Promise.resolve({ env: {}, drop: () => Promise.resolve() }));
+describe.runIf(pgAvailable())('on PostgreSQL', () => {
+  takenAtSuite('PostgreSQL', async () => {
+    const database = await createTestDatabase();
+    return { env: { STOWAGE_DATABASE_URL: database.url }, drop: () => database.drop() };
   });
 });
 
