@@ -3,19 +3,20 @@ import tseslint from 'typescript-eslint';
 
 /**
  * The direction of imports between the folders of src/ (docs/architecture.md, "Layers"):
- * http → uploads → media/auth → audit → db, storage, scan, images, cluster → util. A folder may import
+ * http → uploads → media/auth → audit → db, storage, scan, images, video, cluster → util. A folder may import
  * from the folders below it and never from one above; the top-level wiring (app.ts, services.ts,
  * main.ts) is imported by nothing in a folder.
  */
 const WIRING = ['app', 'services', 'main'];
 const ABOVE = {
-  util: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
-  db: ['audit', 'auth', 'cli', 'cluster', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
-  storage: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'uploads'],
-  scan: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'storage', 'uploads'],
-  images: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'media', 'scan', 'storage', 'uploads'],
-  cluster: ['audit', 'auth', 'cli', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
-  audit: ['auth', 'cli', 'cluster', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
+  util: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
+  db: ['audit', 'auth', 'cli', 'cluster', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
+  storage: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'uploads', 'video'],
+  scan: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'storage', 'uploads', 'video'],
+  images: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'media', 'scan', 'storage', 'uploads', 'video'],
+  video: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads'],
+  cluster: ['audit', 'auth', 'cli', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
+  audit: ['auth', 'cli', 'cluster', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
   auth: ['cli', 'cluster', 'http', 'media', 'uploads'],
   media: ['cli', 'cluster', 'http', 'uploads'],
   uploads: ['cli', 'cluster', 'http'],

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { listFigures } from './figures/list.ts';
 import { loginFigures } from './figures/login.ts';
+import { mediaMetadataFigures } from './figures/media-metadata.ts';
 import { requestFigures } from './figures/requests.ts';
 import { scanFigures } from './figures/scan.ts';
 import { soak, soakReport, type SoakResult } from './figures/soak.ts';
@@ -37,6 +38,7 @@ const GROUPS: Group[] = [
   { name: 'first thumbnail', figures: ['7a'], run: thumbnailFigures },
   { name: 'list latency', figures: ['6'], run: listFigures },
   { name: 'login storm', figures: ['8'], run: loginFigures },
+  { name: 'media metadata', figures: ['7c', '12'], run: mediaMetadataFigures },
 ];
 
 const { values: args } = parseArgs({

@@ -90,6 +90,13 @@ export interface Config {
   accelRedirect: string | undefined;
   /** S3 storage: content answers are 302s to a presigned GET of the object. */
   s3Redirect: boolean;
+  /** Camera data, placeholders and video/audio probes at upload and in the backfill. */
+  mediaMetadata: boolean;
+  /** The ffprobe and ffmpeg commands (names looked up on PATH, or paths). */
+  ffprobePath: string;
+  ffmpegPath: string;
+  /** Longest one ffprobe or ffmpeg run may take, seconds; then it is killed. */
+  mediaToolTimeout: number;
 }
 
 export const DEFAULT_ALLOWED_TYPES = [
@@ -350,6 +357,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     },
     accelRedirect,
     s3Redirect,
+    mediaMetadata: bool('STOWAGE_MEDIA_METADATA', true),
+    ffprobePath: get('STOWAGE_FFPROBE_PATH') ?? 'ffprobe',
+    ffmpegPath: get('STOWAGE_FFMPEG_PATH') ?? 'ffmpeg',
+    mediaToolTimeout: int('STOWAGE_MEDIA_TOOL_TIMEOUT', 30, 1, 3600),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -37,6 +37,9 @@ import type { Locker } from '@tus/utils';
 import type { Clock } from './util/clock.ts';
 import { MemoryLocker } from './cluster/memory-locker.ts';
 import { AuditLog } from './audit/audit-log.ts';
+import { VideoTools } from './video/video-tools.ts';
+import { MetadataReader } from './media/media-metadata.ts';
+import { MetadataBackfill } from './media/metadata-backfill.ts';
 
 export interface Services {
   config: Config;
@@ -60,6 +63,10 @@ export interface Services {
   tus: TusUploads;
   thumbnails: Thumbnails;
   audit: AuditLog;
+  /** ffprobe/ffmpeg, or null when they are missing. */
+  video: VideoTools | null;
+  metadata: MetadataReader;
+  backfill: MetadataBackfill;
   /** /readyz's checks, at most 1 s old; they also tell the breakers when a dependency is back. */
   readiness: Readiness;
   close(): Promise<void>;
@@ -74,6 +81,8 @@ export interface ServiceOptions {
   clock?: Clock;
   /** When the sweeper's periodic pass runs (tests fire it by hand). */
   sweepScheduler?: SweepScheduler;
+  /** When the metadata backfill's periodic pass runs (tests fire it by hand). */
+  backfillScheduler?: SweepScheduler;
 }
 
 export async function createServices(
@@ -189,12 +198,26 @@ export async function createServices(
     });
     if (!images.heifDecoder)
       logger.warn('heif-dec not found: HEIC/HEIF uploads are accepted but get no thumbnails');
+    const video = await VideoTools.find({
+      ffprobe: config.ffprobePath,
+      ffmpeg: config.ffmpegPath,
+      tempDir: spoolDir,
+      timeoutMs: config.mediaToolTimeout * 1000,
+      concurrency: config.imageConcurrency,
+      maxQueue: config.imageQueue,
+    });
+    if (!video) {
+      logger.warn(
+        `${config.ffprobePath}/${config.ffmpegPath} not found: videos and audio are stored with media null and videos get no poster`,
+      );
+    }
+    const metadata = new MetadataReader({ images, video, enabled: config.mediaMetadata });
     const repo = new MediaRepo(database.db, database.dialect);
     const policy = new TypePolicy(config.allowedTypes);
     const ingest = new Ingest({
       storage,
       scanner,
-      images,
+      metadata,
       repo,
       policy,
       metrics,
@@ -247,6 +270,16 @@ export async function createServices(
     });
     sweeper.start();
     closers.push(() => sweeper.stop());
+    const backfill = new MetadataBackfill({
+      repo,
+      storage,
+      reader: metadata,
+      spoolDir,
+      logger,
+      ...(options.backfillScheduler ? { scheduler: options.backfillScheduler } : {}),
+    });
+    if (config.mediaMetadata) backfill.start();
+    closers.push(() => backfill.stop());
     const services: Services = {
       config,
       metrics,
@@ -267,8 +300,11 @@ export async function createServices(
       media,
       sweeper,
       tus,
-      thumbnails: new Thumbnails(storage, images, spoolDir),
       audit,
+      thumbnails: new Thumbnails(storage, images, spoolDir, undefined, video),
+      video,
+      metadata,
+      backfill,
       readiness: new Readiness(
         {
           database: async () => {

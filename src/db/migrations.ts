@@ -130,6 +130,36 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('links_expires').on('links').column('expires_at').execute();
     },
   },
+  '0006_media_metadata': {
+    async up(db: Kysely<unknown>) {
+      // Read from each file's bytes (src/media/media-metadata.ts). Existing rows start at
+      // metadata_version 0 and are filled in by the background backfill, one at a time.
+      for (const [column, type] of [
+        ['taken_at', 'bigint'],
+        ['placeholder', 'text'],
+        ['media', 'text'],
+        ['exif', 'text'],
+      ] as const) {
+        await db.schema.alterTable('media').addColumn(column, type).execute();
+      }
+      await db.schema
+        .alterTable('media')
+        .addColumn('metadata_version', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      // sort=takenAt / -takenAt with keyset pagination.
+      await db.schema
+        .createIndex('media_owner_taken')
+        .on('media')
+        .columns(['owner', 'taken_at', 'id'])
+        .execute();
+      // The backfill walks the rows still to do in id order.
+      await db.schema
+        .createIndex('media_metadata_version')
+        .on('media')
+        .columns(['metadata_version', 'id'])
+        .execute();
+    },
+  },
   '0008_trash': {
     async up(db: Kysely<unknown>) {
       // When the item was moved to the trash (null: it is not in the trash). A trashed item keeps

@@ -33,6 +33,16 @@ export interface MediaTable {
   updated_at: number;
   /** When the item was moved to the trash; null while it is not in the trash. */
   deleted_at: number | null;
+  /** When the photo or video was taken, ms; null when the file does not say. */
+  taken_at: number | null;
+  /** ThumbHash, base64. */
+  placeholder: string | null;
+  /** JSON of the item's `media` (video and audio). */
+  media: string | null;
+  /** JSON of the item's `exif` (camera data of images). */
+  exif: string | null;
+  /** Which METADATA_VERSION the four above were read with; 0: not yet (the backfill's to-do list). */
+  metadata_version: number;
 }
 
 export interface MediaTagsTable {

@@ -7,10 +7,16 @@ import { ConcurrencyLimiter, LimiterFullError } from '../util/limiter.ts';
 import { HEIF_DECODER_COMMANDS, HeifDecoder, type HeifImageInfo } from './heif-decoder.ts';
 import { isProcessableImage, loaderFor } from './image-types.ts';
 import type { ThumbnailFormat } from './negotiate-format.ts';
+import { PLACEHOLDER_MAX_SIDE, placeholderOf } from './placeholder.ts';
 
 export interface ImageSize {
   width: number;
   height: number;
+}
+
+/** What probe() learnt; `placeholder` only when asked for (null if the image could not give one). */
+export interface ImageProbe extends ImageSize {
+  placeholder?: string | null;
 }
 
 export interface ImageProcessorOptions {
@@ -101,21 +107,24 @@ export class ImageProcessor {
   /**
    * Checks that the whole image decodes within the limits and returns its size as displayed, with
    * the EXIF orientation applied. HEVC-coded HEIF without the libheif tool can only be checked as
-   * far as its header, which states the displayed size.
+   * far as its header, which states the displayed size. With `placeholder`, the check's decode
+   * goes to ≤100 px instead of 8 px and also yields an upright ThumbHash: no second decode.
    */
-  async probe(path: string, mimeType: string): Promise<ImageSize> {
+  async probe(path: string, mimeType: string, options: { placeholder?: boolean } = {}): Promise<ImageProbe> {
     const loader = this.#loader(mimeType);
+    const wanted = options.placeholder === true;
     return await this.#limited(async () => {
       const header = await this.#header(path, loader);
       if (!needsHeifTool(header)) {
-        await this.#decode(path);
-        return displayedSize(header);
+        const placeholder = await this.#decode(path, wanted, true);
+        return { ...displayedSize(header), ...(wanted ? { placeholder } : {}) };
       }
-      if (!this.#heif) return displayedSize(header);
+      if (!this.#heif) return { ...displayedSize(header), ...(wanted ? { placeholder: null } : {}) };
       return this.#heif.withDecoded(path, heifImageInfo(header), async (decoded) => {
         const { width, height } = await this.#metadata(decoded);
-        await this.#decode(decoded);
-        return { width, height };
+        // libheif has already turned the image upright.
+        const placeholder = await this.#decode(decoded, wanted, false);
+        return { width, height, ...(wanted ? { placeholder } : {}) };
       });
     });
   }
@@ -186,15 +195,21 @@ export class ImageProcessor {
     return asInvalidFile(() => sharp(path, { ...this.#inputOptions(), limitInputPixels: false }).metadata());
   }
 
-  async #decode(path: string): Promise<void> {
+  /** Decodes every pixel to a few; with `placeholder`, to ≤100 px RGBA and returns its ThumbHash. */
+  async #decode(path: string, placeholder: boolean, autoOrient: boolean): Promise<string | null> {
     const sharp = await loadSharp();
-    await asInvalidFile(() =>
-      sharp(path, this.#inputOptions())
-        .resize(PROBE_SIZE, PROBE_SIZE, { fit: 'inside' })
+    const side = placeholder ? PLACEHOLDER_MAX_SIDE : PROBE_SIZE;
+    const { data, info } = await asInvalidFile(() =>
+      sharp(path, { ...this.#inputOptions(), autoOrient })
+        .resize(side, side, { fit: 'inside' })
+        // ThumbHash wants 8-bit RGBA whatever the source holds (grey, 16-bit, CMYK, no alpha).
+        .toColourspace('srgb')
+        .ensureAlpha()
         .timeout({ seconds: this.#timeoutSeconds })
-        .raw()
-        .toBuffer(),
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true }),
     );
+    return placeholder ? placeholderOf(info.width, info.height, data) : null;
   }
 
   async #render(path: string, size: number, format: ThumbnailFormat, autoOrient: boolean): Promise<Buffer> {

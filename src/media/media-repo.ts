@@ -4,6 +4,9 @@ import type { Database, LinksTable, MediaTable } from '../db/schema.ts';
 import { AppError } from '../errors.ts';
 import { appendAudit, type AuditEntry } from '../audit/audit-log.ts';
 import type { MediaKind } from './media-kind.ts';
+import type { MediaInfo } from '../video/video-tools.ts';
+import type { CameraData } from '../images/camera-data.ts';
+import type { ItemMetadata } from './media-metadata.ts';
 
 export type Visibility = 'private' | 'public';
 
@@ -21,6 +24,11 @@ export interface MediaRecord {
   height: number | null;
   createdAt: number;
   updatedAt: number;
+  takenAt: number | null;
+  placeholder: string | null;
+  media: MediaInfo | null;
+  exif: CameraData | null;
+  metadataVersion: number;
 }
 
 /** An item in the trash: when it was moved there. */
@@ -43,6 +51,9 @@ export const SORTS = {
   '-filename': { column: 'filename', desc: true },
   size: { column: 'size', desc: false },
   '-size': { column: 'size', desc: true },
+  // Items without takenAt come after those with one in both orders (see list()).
+  takenAt: { column: 'taken_at', desc: false },
+  '-takenAt': { column: 'taken_at', desc: true },
 } as const;
 export type SortKey = keyof typeof SORTS;
 
@@ -53,8 +64,8 @@ export interface ListQuery {
   owner: string;
   limit: number;
   sort: SortKey;
-  /** The sort value and id of the last item of the previous page. */
-  after?: { value: string | number; id: string };
+  /** The sort value and id of the last item of the previous page (null: an item without takenAt). */
+  after?: { value: string | number | null; id: string };
   kind?: MediaKind;
   tag?: string;
   q?: string;
@@ -318,11 +329,35 @@ export class MediaRepo {
         q = q.where(sql<boolean>`lower(filename) like ${pattern} escape '\\'`);
       }
     }
+    const order = desc ? 'desc' : 'asc';
+    if (column === 'taken_at') {
+      // Nulls last in either order, spelt out: the two dialects place them differently by default.
+      // The keyset walks the non-null section (value, id), then the null section by id alone.
+      if (query.after) {
+        const { value, id } = query.after;
+        const beyond = desc ? '<' : '>';
+        q = q.where((eb) =>
+          value === null
+            ? eb.and([eb('taken_at', 'is', null), eb('id', beyond, id)])
+            : eb.or([
+                eb(eb.refTuple('taken_at', 'id'), beyond, eb.tuple(Number(value), id)),
+                eb('taken_at', 'is', null),
+              ]),
+        );
+      }
+      const rows = await q
+        .orderBy(sql`case when taken_at is null then 1 else 0 end`)
+        .orderBy('taken_at', order)
+        .orderBy('id', order)
+        .limit(query.limit)
+        .execute();
+      return rows.map(fromRow);
+    }
     if (query.after) {
       const { value, id } = query.after;
+      if (value === null) throw new Error('a null cursor value for a non-null column');
       q = q.where((eb) => eb(eb.refTuple(column, 'id'), desc ? '<' : '>', eb.tuple(value, id)));
     }
-    const order = desc ? 'desc' : 'asc';
     const rows = await q.orderBy(column, order).orderBy('id', order).limit(query.limit).execute();
     return rows.map(fromRow);
   }
@@ -467,6 +502,39 @@ export class MediaRepo {
     return found;
   }
 
+  /**
+   * Up to `limit` items whose metadata is older than `version`, in id order after `afterId`, of
+   * these kinds: the backfill's next batch.
+   */
+  async metadataPending(
+    version: number,
+    kinds: readonly MediaKind[],
+    afterId: string,
+    limit: number,
+  ): Promise<MediaRecord[]> {
+    if (kinds.length === 0) return [];
+    const rows = await this.#db
+      .selectFrom('media')
+      .selectAll()
+      .where('metadata_version', '<', version)
+      .where('kind', 'in', kinds)
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map(fromRow);
+  }
+
+  /** Stores metadata read from the item's bytes; false when the item is gone. */
+  async setMetadata(id: string, meta: ItemMetadata): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('media')
+      .set({ ...metadataColumns(meta), width: meta.width, height: meta.height })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   /** Which of these ids have a row, in the trash or not (used to find orphaned blobs). */
   async existing(ids: string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
@@ -548,6 +616,19 @@ function toRow(r: MediaRecord): MediaTable {
     created_at: r.createdAt,
     updated_at: r.updatedAt,
     deleted_at: null,
+    ...metadataColumns(r),
+  };
+}
+
+function metadataColumns(
+  m: Pick<MediaRecord, 'takenAt' | 'placeholder' | 'media' | 'exif' | 'metadataVersion'>,
+): Pick<MediaTable, 'taken_at' | 'placeholder' | 'media' | 'exif' | 'metadata_version'> {
+  return {
+    taken_at: m.takenAt,
+    placeholder: m.placeholder,
+    media: m.media === null ? null : JSON.stringify(m.media),
+    exif: m.exif === null ? null : JSON.stringify(m.exif),
+    metadata_version: m.metadataVersion,
   };
 }
 
@@ -579,5 +660,10 @@ function fromRow(r: MediaTable): MediaRecord {
     height: r.height,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
+    takenAt: r.taken_at === null ? null : Number(r.taken_at),
+    placeholder: r.placeholder,
+    media: r.media === null ? null : (JSON.parse(r.media) as MediaInfo),
+    exif: r.exif === null ? null : (JSON.parse(r.exif) as CameraData),
+    metadataVersion: Number(r.metadata_version),
   };
 }

@@ -336,21 +336,31 @@ export class MediaService {
 
   #encodeCursor(sort: SortKey, last: MediaRecord): string {
     const column = SORTS[sort].column;
-    const value = column === 'created_at' ? last.createdAt : column === 'size' ? last.size : last.filename;
+    const value =
+      column === 'created_at'
+        ? last.createdAt
+        : column === 'size'
+          ? last.size
+          : column === 'taken_at'
+            ? last.takenAt
+            : last.filename;
     return this.#cursors.sign({ s: sort, v: value, i: last.id });
   }
 
-  #decodeCursor(cursor: string, sort: SortKey): { value: string | number; id: string } {
+  #decodeCursor(cursor: string, sort: SortKey): { value: string | number | null; id: string } {
     const payload = this.#cursors.verify(cursor) as { s?: unknown; v?: unknown; i?: unknown } | null;
     const valid =
       payload !== null &&
       payload.s === sort &&
       typeof payload.i === 'string' &&
-      (typeof payload.v === 'string' || typeof payload.v === 'number');
+      (typeof payload.v === 'string' ||
+        typeof payload.v === 'number' ||
+        // Only takenAt may be missing: the cursor is then in the items without it.
+        (payload.v === null && SORTS[sort].column === 'taken_at'));
     if (!valid) {
       throw validationFailed({ path: 'query.cursor', message: 'is not a cursor of this listing' });
     }
-    return { value: payload.v as string | number, id: payload.i as string };
+    return { value: payload.v as string | number | null, id: payload.i as string };
   }
 }
 

@@ -7,13 +7,13 @@ import { isStorageFull, type BlobStore, type BlobWriter } from '../storage/blob-
 import { AdoptingWriter } from './adopting-writer.ts';
 import { originalKey } from '../storage/key-layout.ts';
 import type { Scanner, ScanSession, ScanVerdict } from '../scan/scanner.ts';
-import type { ImageProcessor } from '../images/image-processor.ts';
 import { AppError, isAppError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { TypePolicy } from './file-types.ts';
 import { kindOf } from '../media/media-kind.ts';
 import { sanitizeFilename } from '../media/filename.ts';
 import type { MediaRecord, MediaRepo, Reservations, Visibility } from '../media/media-repo.ts';
+import type { ItemMetadata, MetadataReader } from '../media/media-metadata.ts';
 import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
 import { newId } from '../util/ids.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -21,13 +21,17 @@ import type { AuditLog } from '../audit/audit-log.ts';
 export interface IngestDeps {
   storage: BlobStore;
   scanner: Scanner;
-  images: ImageProcessor;
+  /** Image sizes and checks, camera data, placeholders, video and audio probes. */
+  metadata: MetadataReader;
   repo: MediaRepo;
   policy: TypePolicy;
   metrics: Metrics;
   maxUploadBytes: number;
   quotaBytes: number | null;
-  /** Local scratch space for images whose blob is not on local disk (sharp decodes from files). */
+  /**
+   * Local scratch space for images, videos and audio whose blob is not on local disk (sharp,
+   * ffprobe and ffmpeg read files).
+   */
   spoolDir: string;
   /** Where stored uploads (with the row, in its transaction) and refused ones (after) are recorded. */
   audit?: AuditLog;
@@ -123,9 +127,9 @@ export class Ingest {
       const blobFile = writer.tempPath;
       scan = deps.scanner.start();
       meter.tee(scan.stream);
-      // Images are decoded from a local file: the blob's own temp file on local disk, else a spool.
+      // Metadata is read from a local file: the blob's own temp file on local disk, else a spool.
       sniffer.once('type', ({ mime }: { mime: string }) => {
-        if (blobFile === null && kindOf(mime) === 'image') {
+        if (blobFile === null && deps.metadata.needsFile(kindOf(mime))) {
           spool = path.join(deps.spoolDir, `${id}.spool`);
           meter.tee(fs.createWriteStream(spool, { flags: 'wx', mode: 0o600 }));
         }
@@ -138,14 +142,13 @@ export class Ingest {
         throw new AppError('MALWARE_DETECTED', undefined, { details: { signature: verdict.signature } });
       }
       const { mime } = sniffer.type;
-      const imageFile = spool ?? blobFile;
-      const dims = kindOf(mime) === 'image' && imageFile ? await deps.images.probe(imageFile, mime) : null;
+      const meta = await deps.metadata.read(spool ?? blobFile, mime);
       return this.#staged(source, {
         id,
         mime,
         size: meter.bytes,
         sha256: meter.sha256,
-        dims,
+        meta,
         writer,
         cleanup,
         spool,
@@ -183,9 +186,10 @@ export class Ingest {
           details: { signature: verified.verdict.signature },
         });
       }
-      const dims = kindOf(verified.mime) === 'image' ? await deps.images.probe(file, verified.mime) : null;
+      // Metadata readers take what they need of the file (a tiny decode, a probe, one frame).
+      const meta = await deps.metadata.read(file, verified.mime);
       writer.stream.end();
-      return this.#staged(source, { ...verified, id, dims, writer, cleanup, spool: undefined });
+      return this.#staged(source, { ...verified, id, meta, writer, cleanup, spool: undefined });
     } catch (error) {
       await cleanup().catch(() => undefined);
       const appError = asUploadError(error);
@@ -213,7 +217,7 @@ export class Ingest {
       mime: string;
       size: number;
       sha256: string;
-      dims: { width: number; height: number } | null;
+      meta: ItemMetadata;
       writer: BlobWriter;
       /** Aborts the scan and the writer (which removes a committed blob too) and the spool. */
       cleanup: () => Promise<void>;
@@ -245,10 +249,15 @@ export class Ingest {
           sha256: file.sha256,
           visibility: meta.visibility,
           tags: meta.tags,
-          width: file.dims?.width ?? null,
-          height: file.dims?.height ?? null,
+          width: file.meta.width,
+          height: file.meta.height,
           createdAt: now,
           updatedAt: now,
+          takenAt: file.meta.takenAt,
+          placeholder: file.meta.placeholder,
+          media: file.meta.media,
+          exif: file.meta.exif,
+          metadataVersion: file.meta.metadataVersion,
         };
         try {
           await file.writer.commit();

@@ -23,6 +23,27 @@ export interface MediaItem {
   createdAt: string;
   updatedAt: string;
   urls: { content: string; thumbnail: string | null };
+  takenAt: string | null;
+  placeholder: string | null;
+  media: {
+    durationMs: number | null;
+    width: number | null;
+    height: number | null;
+    videoCodec: string | null;
+    audioCodec: string | null;
+    frameRate: number | null;
+    bitrate: number | null;
+  } | null;
+  exif: {
+    make: string | null;
+    model: string | null;
+    lens: string | null;
+    exposureTime: number | null;
+    fNumber: number | null;
+    iso: number | null;
+    focalLength: number | null;
+    gps: { latitude: number; longitude: number; altitude: number | null } | null;
+  } | null;
 }
 
 export function sha256(data: Buffer | Uint8Array): string {

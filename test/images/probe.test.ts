@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { thumbHashToAverageRGBA, thumbHashToRGBA } from 'thumbhash';
 import { describe, expect, test } from 'vitest';
 import { ImageProcessor } from '../../src/images/image-processor.ts';
 import { errorCode, fixture, jpegWithStrayBytes, useScratchDir, truncated } from './image-fixtures.ts';
@@ -86,5 +87,75 @@ describe('ImageProcessor.probe on broken files', () => {
     expect(await errorCode(images.probe(`${scratch().path}/gone.jpg`, 'image/jpeg'))).toMatch(
       /not an AppError.*ENOENT/,
     );
+  });
+});
+
+describe('ImageProcessor.probe with a placeholder', () => {
+  /** The placeholder's decoded picture, and its mean colour. */
+  function decoded(placeholder: string | null | undefined) {
+    expect(placeholder).toMatch(/^[A-Za-z0-9+/]+=*$/);
+    const hash = Buffer.from(placeholder!, 'base64');
+    const { w, h, rgba } = thumbHashToRGBA(hash);
+    return { w, h, rgba, average: thumbHashToAverageRGBA(hash) };
+  }
+
+  test('grey, 16-bit, transparent and colour images each give a decodable ThumbHash of their colour', async () => {
+    const red = { r: 220, g: 30, b: 30 };
+    const cases: [
+      string,
+      Buffer,
+      'image/png' | 'image/jpeg',
+      (avg: ReturnType<typeof decoded>['average']) => void,
+    ][] = [
+      [
+        'grey',
+        await sharp({ create: { width: 300, height: 200, channels: 3, background: '#808080' } })
+          .greyscale()
+          .png()
+          .toBuffer(),
+        'image/png',
+        (avg) => expect(Math.abs(avg.r - avg.b)).toBeLessThan(0.05),
+      ],
+      [
+        '16-bit',
+        await sharp({ create: { width: 300, height: 200, channels: 3, background: red } })
+          .png()
+          .toColourspace('rgb16')
+          .toBuffer(),
+        'image/png',
+        (avg) => expect(avg.r).toBeGreaterThan(avg.g + 0.4),
+      ],
+      [
+        'transparent',
+        await sharp({ create: { width: 200, height: 200, channels: 4, background: { ...red, alpha: 0 } } })
+          .png()
+          .toBuffer(),
+        'image/png',
+        (avg) => expect(avg.a).toBeLessThan(0.1),
+      ],
+      [
+        'colour',
+        await sharp({ create: { width: 4000, height: 3000, channels: 3, background: red } })
+          .jpeg()
+          .toBuffer(),
+        'image/jpeg',
+        (avg) => expect(avg.r).toBeGreaterThan(avg.g + 0.4),
+      ],
+    ];
+    for (const [name, bytes, type, check] of cases) {
+      const path = await scratch().file(`placeholder-${name}`, bytes);
+      const probe = await images.probe(path, type, { placeholder: true });
+      const { w, h, average } = decoded(probe.placeholder);
+      expect(w * h, name).toBeGreaterThan(0);
+      check(average);
+    }
+  });
+
+  test('is upright for a photo turned by EXIF, and absent unless asked for', async () => {
+    const probe = await images.probe(fixture('portrait_6.jpg'), 'image/jpeg', { placeholder: true });
+    expect(probe).toMatchObject({ width: 450, height: 600 });
+    const { w, h } = decoded(probe.placeholder);
+    expect(h).toBeGreaterThan(w);
+    expect(await images.probe(fixture('portrait_6.jpg'), 'image/jpeg')).not.toHaveProperty('placeholder');
   });
 });

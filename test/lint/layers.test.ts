@@ -23,6 +23,8 @@ describe('the direction of imports between the folders of src/', () => {
     ['src/media/media-service.ts', '../http/caller.ts'],
     ['src/media/sweeper.ts', '../uploads/tus/tus-uploads.ts'],
     ['src/util/clock.ts', '../storage/blob-store.ts'],
+    ['src/video/video-tools.ts', '../media/media-repo.ts'],
+    ['src/images/image-processor.ts', '../video/video-tools.ts'],
     ['src/db/database.ts', '../auth/sessions.ts'],
     ['src/uploads/ingest.ts', '../http/schemas.ts'],
     ['src/uploads/tus/tus-uploads.ts', '../../http/caller.ts'],
@@ -44,6 +46,7 @@ describe('the direction of imports between the folders of src/', () => {
     ['src/audit/audit-log.ts', '../db/database.ts'],
     ['src/uploads/tus/tus-uploads.ts', '../../storage/key-layout.ts'],
     ['src/media/sweeper.ts', '../storage/key-layout.ts'],
+    ['src/media/thumbnails.ts', '../video/video-tools.ts'],
     ['src/storage/local.ts', '../util/clock.ts'],
     ['src/auth/sessions.ts', '../errors.ts'],
   ])('%s may import %s', (file, from) => {

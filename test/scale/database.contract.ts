@@ -38,12 +38,14 @@ const EXPECTED_INDEXES = [
   'links_media',
   'media_created',
   'media_deleted',
+  'media_metadata_version',
   'media_owner_created',
   'media_owner_deleted',
   'media_owner_filename',
   'media_owner_kind_created',
   'media_owner_sha256',
   'media_owner_size',
+  'media_owner_taken',
   'media_tags_owner_tag',
   'refresh_tokens_session',
   'reservations_expires',
@@ -127,12 +129,50 @@ export function databaseContract(
           height: 3000,
           size: 3_000_000_000,
           visibility: 'public',
+          takenAt: Date.UTC(2008, 9, 22, 16, 43, 21),
+          placeholder: 'HBkSHYSIeHiPiHh8eJd4eTN0EEQG',
+          exif: {
+            make: 'NIKON',
+            model: 'COOLPIX P6000',
+            lens: null,
+            exposureTime: 0.00813669,
+            fNumber: 3.7,
+            iso: 64,
+            focalLength: 8.1,
+            gps: { latitude: 43.468365, longitude: 11.881634999972222, altitude: null },
+          },
         });
         await repo.insert(item, null);
         expect(await repo.get(item.id)).toEqual(item);
+        const video = record(owner, {
+          mimeType: 'video/mp4',
+          kind: 'video',
+          takenAt: null,
+          metadataVersion: 0,
+          media: {
+            durationMs: 10_023,
+            width: 1080,
+            height: 1920,
+            videoCodec: 'hevc',
+            audioCodec: null,
+            frameRate: 29.97,
+            bitrate: 12_000_000,
+          },
+        });
+        await repo.insert(video, null);
+        expect(await repo.get(video.id)).toEqual(video);
+        // The backfill's to-do list, and what it writes back.
+        const pending = await repo.metadataPending(1, ['video'], '', 100);
+        expect(pending.map((r) => r.id)).toContain(video.id);
+        expect(pending.every((r) => r.metadataVersion < 1 && r.kind === 'video')).toBe(true);
+        const filled = { ...video, takenAt: 1, placeholder: 'AAAA', exif: null, metadataVersion: 1 };
+        expect(await repo.setMetadata(video.id, filled)).toBe(true);
+        expect(await repo.get(video.id)).toEqual(filled);
+        expect((await repo.metadataPending(1, ['video'], '', 100)).map((r) => r.id)).not.toContain(video.id);
+        expect(await repo.setMetadata('no-such-id', filled)).toBe(false);
         expect(await repo.get('no-such-id')).toBeUndefined();
         expect(await repo.existing([item.id, 'no-such-id'])).toEqual(new Set([item.id]));
-        expect(await repo.usedBytes(owner)).toBe(3_000_000_000);
+        expect(await repo.usedBytes(owner)).toBe(3_000_000_000 + video.size);
       });
 
       it('updates fields and tags together', async () => {
@@ -158,22 +198,24 @@ export function databaseContract(
       it('pages through every sort order with keyset cursors, ties included, each item exactly once', async () => {
         const owner = uniqueName('pages');
         const base = Date.now() - 100_000;
-        // Ties in every sort value: sizes repeat, names repeat, three items share one creation time.
-        const specs: [string, number, number][] = [
-          ['charlie.jpg', 300, base + 1],
-          ['alpha.jpg', 100, base + 2],
-          ['bravo.jpg', 200, base + 2],
-          ['bravo.jpg', 100, base + 2],
-          ['delta.jpg', 300, base + 3],
-          ['alpha.jpg', 200, base + 4],
-          ['echo.jpg', 100, base + 5],
-          ['bravo.jpg', 300, base + 5],
-          ['foxtrot.jpg', 50, base + 6],
-          ['alpha.jpg', 300, base + 7],
-          ['golf.jpg', 200, base + 7],
+        // Ties in every sort value: sizes repeat, names repeat, three items share one creation time,
+        // takenAt repeats and is missing from four items (which come last in both orders).
+        const taken = Date.UTC(2008, 4, 30);
+        const specs: [string, number, number, number | null][] = [
+          ['charlie.jpg', 300, base + 1, taken + 5],
+          ['alpha.jpg', 100, base + 2, null],
+          ['bravo.jpg', 200, base + 2, taken],
+          ['bravo.jpg', 100, base + 2, taken + 5],
+          ['delta.jpg', 300, base + 3, null],
+          ['alpha.jpg', 200, base + 4, taken - 1000],
+          ['echo.jpg', 100, base + 5, null],
+          ['bravo.jpg', 300, base + 5, taken + 5],
+          ['foxtrot.jpg', 50, base + 6, 0],
+          ['alpha.jpg', 300, base + 7, null],
+          ['golf.jpg', 200, base + 7, taken],
         ];
-        const items = specs.map(([filename, size, createdAt]) =>
-          record(owner, { filename, size, createdAt }),
+        const items = specs.map(([filename, size, createdAt, takenAt]) =>
+          record(owner, { filename, size, createdAt, takenAt }),
         );
         for (const item of items) await repo.insert(item, null);
         await repo.insert(record(uniqueName('other')), null); // someone else's item never shows
@@ -181,19 +223,38 @@ export function databaseContract(
         for (const sort of Object.keys(SORTS) as SortKey[]) {
           const { column, desc } = SORTS[sort];
           const valueOf = (r: MediaRecord) =>
-            column === 'created_at' ? r.createdAt : column === 'size' ? r.size : r.filename;
+            column === 'created_at'
+              ? r.createdAt
+              : column === 'size'
+                ? r.size
+                : column === 'taken_at'
+                  ? r.takenAt
+                  : r.filename;
           const whole = await repo.list({ owner, limit: 100, sort });
           expect(whole, sort).toHaveLength(items.length);
           expect(new Set(whole.map((r) => r.id)), sort).toEqual(new Set(items.map((r) => r.id)));
-          // Ordered by the sort value in the requested direction (ties broken consistently by id).
+          // Ordered by the sort value in the requested direction, ties by id in the same direction.
           for (let i = 1; i < whole.length; i++) {
             const [a, b] = [valueOf(whole[i - 1]!), valueOf(whole[i]!)];
-            if (typeof a === 'number')
+            const [idA, idB] = [whole[i - 1]!.id, whole[i]!.id];
+            if (a === null) {
+              expect(b, `${sort}: nothing after the items without a value but more of them`).toBeNull();
+              expect(desc ? idA > idB : idA < idB, sort).toBe(true);
+            } else if (typeof a === 'number' && b !== null) {
               expect(desc ? a >= (b as number) : a <= (b as number), sort).toBe(true);
+              if (a === b) expect(desc ? idA > idB : idA < idB, sort).toBe(true);
+            }
+          }
+          if (column === 'taken_at') {
+            expect(
+              whole.slice(-4).map((r) => r.takenAt),
+              sort,
+            ).toEqual([null, null, null, null]);
+            expect(whole[0]!.takenAt, sort).toBe(desc ? taken + 5 : 0);
           }
           for (const limit of [1, 2, 3, 4]) {
             const seen: MediaRecord[] = [];
-            let after: { value: string | number; id: string } | undefined;
+            let after: { value: string | number | null; id: string } | undefined;
             for (let page = 0; page < 20; page++) {
               const rows = await repo.list({ owner, limit, sort, ...(after ? { after } : {}) });
               seen.push(...rows);
@@ -629,6 +690,11 @@ export function record(owner: string, overrides: Partial<MediaRecord> = {}): Med
     height: null,
     createdAt: now,
     updatedAt: now,
+    takenAt: null,
+    placeholder: null,
+    media: null,
+    exif: null,
+    metadataVersion: 1,
     ...overrides,
   };
 }

@@ -344,3 +344,37 @@ describe('serving large files: STOWAGE_ACCEL_REDIRECT and STOWAGE_S3_REDIRECT', 
     );
   });
 });
+
+describe('media metadata: STOWAGE_MEDIA_METADATA, STOWAGE_FFPROBE_PATH, STOWAGE_FFMPEG_PATH, STOWAGE_MEDIA_TOOL_TIMEOUT', () => {
+  it('default to on, the commands on PATH and 30 s', () => {
+    const config = loadConfig({}, CWD);
+    expect({
+      mediaMetadata: config.mediaMetadata,
+      ffprobePath: config.ffprobePath,
+      ffmpegPath: config.ffmpegPath,
+      mediaToolTimeout: config.mediaToolTimeout,
+    }).toEqual({ mediaMetadata: true, ffprobePath: 'ffprobe', ffmpegPath: 'ffmpeg', mediaToolTimeout: 30 });
+  });
+
+  it('read a switch, paths and whole seconds, and refuse the rest', () => {
+    const config = loadConfig(
+      {
+        STOWAGE_MEDIA_METADATA: 'off',
+        STOWAGE_FFPROBE_PATH: '/opt/ffmpeg/bin/ffprobe',
+        STOWAGE_FFMPEG_PATH: '/opt/ffmpeg/bin/ffmpeg',
+        STOWAGE_MEDIA_TOOL_TIMEOUT: '5',
+      },
+      CWD,
+    );
+    expect([config.mediaMetadata, config.ffprobePath, config.ffmpegPath, config.mediaToolTimeout]).toEqual([
+      false,
+      '/opt/ffmpeg/bin/ffprobe',
+      '/opt/ffmpeg/bin/ffmpeg',
+      5,
+    ]);
+    expectRefused({ STOWAGE_MEDIA_METADATA: 'sometimes' }, 'STOWAGE_MEDIA_METADATA');
+    for (const value of ['0', '1.5', '3601']) {
+      expectRefused({ STOWAGE_MEDIA_TOOL_TIMEOUT: value }, 'STOWAGE_MEDIA_TOOL_TIMEOUT');
+    }
+  });
+});

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError, validationFailed } from '../../errors.ts';
 import { negotiateFormat } from '../../images/negotiate-format.ts';
-import type { Thumbnails } from '../../media/thumbnails.ts';
+import { hasSourceImage, type Thumbnails } from '../../media/thumbnails.ts';
 import { errors } from '../schemas.ts';
 import { serveBlob } from '../serve-blob.ts';
 import { ContentParams, cacheControlFor, readableItem, type ContentDeps } from './content.ts';
@@ -21,7 +21,8 @@ export async function thumbnailRoutes(
     url: '/api/media/:id/thumbnail',
     schema: {
       tags: ['media'],
-      summary: 'A resized rendition of an image (WebP, or AVIF/JPEG by Accept), metadata stripped',
+      summary:
+        "A resized rendition of an image or of a video's poster frame (WebP, or AVIF/JPEG by Accept), metadata stripped",
       params: ContentParams,
       querystring: Type.Object({
         size: Type.Integer({ default: defaultSize, description: `One of ${deps.sizes.join(', ')}` }),
@@ -33,8 +34,8 @@ export async function thumbnailRoutes(
       const { id } = request.params;
       const { size, token } = request.query;
       const item = await readableItem(deps, request, id, token);
-      if (item.kind !== 'image')
-        throw new AppError('NOT_FOUND', 'This item has no thumbnail: it is not an image.');
+      if (!hasSourceImage(item))
+        throw new AppError('NOT_FOUND', 'This item has no thumbnail: it is not an image or a video.');
       if (!deps.sizes.includes(size)) {
         throw validationFailed({ path: 'query.size', message: `must be one of ${deps.sizes.join(', ')}` });
       }
