@@ -9,7 +9,20 @@ import tseslint from 'typescript-eslint';
  */
 const WIRING = ['app', 'services', 'main'];
 const ABOVE = {
-  util: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
+  util: [
+    'audit',
+    'auth',
+    'cli',
+    'cluster',
+    'db',
+    'http',
+    'images',
+    'media',
+    'scan',
+    'storage',
+    'uploads',
+    'video',
+  ],
   db: ['audit', 'auth', 'cli', 'cluster', 'http', 'images', 'media', 'scan', 'storage', 'uploads', 'video'],
   storage: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'scan', 'uploads', 'video'],
   scan: ['audit', 'auth', 'cli', 'cluster', 'db', 'http', 'images', 'media', 'storage', 'uploads', 'video'],
