@@ -4,7 +4,7 @@ import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
 import type { Config } from '../../config.ts';
 import { createWriteStream } from 'node:fs';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isNotFound, isStorageFull } from '../../storage/blob-store.ts';
 import { uploadsDirectory } from '../../storage/key-layout.ts';
@@ -48,42 +48,69 @@ class LocalUploadStore extends FileStore {
     return path.join(this.directory, id);
   }
 
+  /** Background flushes per upload (see write()): one running, and whether another is due. */
+  readonly #flushes = new Map<string, { again: boolean; done: Promise<void> }>();
+
   /**
    * Appends like the file store, keeping the cause of a failure (the original answers every
    * failed write with its generic FILE_WRITE_ERROR, a 500, so a full disk could not be told from a
-   * bug: a full disk is passed on, to be answered 507 like on every other upload path), then
-   * flushes the bytes to disk before the PATCH is answered: an Upload-Offset a client was given
-   * must survive a crash (after one, the offset is the file's size, which without the flush could
-   * cover bytes never written). It also spreads the flushing over the PATCHes, so the completing
-   * one has almost nothing left to flush when the file is adopted into the blob store.
+   * bug: a full disk is passed on, to be answered 507 like on every other upload path).
+   *
+   * The offset is acknowledged once the bytes are written, not flushed (as tusd does): an
+   * acknowledged offset survives a crash of the process, since the bytes are in the kernel's page
+   * cache; only a crash of the machine can lose the last seconds of them, and then the file is
+   * shorter than acknowledged, never longer (the offset is the file's size), so the client's HEAD
+   * on resume sees the shorter offset and sends the rest again. The flush still runs, behind the
+   * answer (flushBehind), so the completing PATCH has almost nothing left to flush when the file
+   * is adopted into the blob store, which flushes it before the item exists.
    */
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
-    let received = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        received += chunk.length;
-        done(null, chunk);
-      },
-    });
+    // No counting stage: the file stream counts what it wrote.
+    const file = createWriteStream(this.localFile(id), { flags: 'r+', start: offset });
     try {
-      await pipeline(
-        readable,
-        counter,
-        createWriteStream(this.localFile(id), { flags: 'r+', start: offset }),
-      );
+      await pipeline(readable, file);
     } catch (error) {
       if (isStorageFull(error)) throw error;
       // eslint-disable-next-line @typescript-eslint/only-throw-error
       throw ERRORS.FILE_WRITE_ERROR;
     } finally {
-      const handle = await fs.open(this.localFile(id), 'r+').catch(() => undefined);
-      try {
-        await handle?.datasync();
-      } finally {
-        await handle?.close();
-      }
+      this.#flushBehind(id);
     }
-    return offset + received;
+    return offset + file.bytesWritten;
+  }
+
+  /**
+   * Starts an fdatasync of the upload's file without waiting for it; while one runs, the PATCHes
+   * that ended meanwhile share the next one. A failure is not the PATCH's (it was answered): the
+   * adoption's own flush at completion is the one that must succeed.
+   */
+  #flushBehind(id: string): void {
+    const running = this.#flushes.get(id);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const state = { again: true, done: Promise.resolve() };
+    this.#flushes.set(id, state);
+    state.done = (async () => {
+      while (state.again) {
+        state.again = false;
+        const handle = await fs.open(this.localFile(id), 'r+').catch(() => undefined);
+        try {
+          await handle?.datasync();
+        } catch {
+          // See above: the completion flushes again and fails on its own.
+        } finally {
+          await handle?.close().catch(() => undefined);
+        }
+      }
+      this.#flushes.delete(id);
+    })();
+  }
+
+  /** Resolves once the flushes started by earlier PATCHes of `id` have ended. */
+  async flushed(id: string): Promise<void> {
+    await this.#flushes.get(id)?.done;
   }
 
   /** Cuts the upload back to `offset` bytes: the file's size is the upload's offset. */
