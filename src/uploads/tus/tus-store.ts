@@ -48,21 +48,23 @@ class LocalUploadStore extends FileStore {
     return path.join(this.directory, id);
   }
 
-  /** Background flushes per upload (see write()): one running, and whether another is due. */
-  readonly #flushes = new Map<string, { again: boolean; done: Promise<void> }>();
+  /** Per upload, the flush started when its last PATCH ended (see write()). */
+  readonly #flushes = new Map<string, Promise<void>>();
 
   /**
    * Appends like the file store, keeping the cause of a failure (the original answers every
    * failed write with its generic FILE_WRITE_ERROR, a 500, so a full disk could not be told from a
    * bug: a full disk is passed on, to be answered 507 like on every other upload path).
    *
-   * The offset is acknowledged once the bytes are written, not flushed (as tusd does): an
-   * acknowledged offset survives a crash of the process, since the bytes are in the kernel's page
-   * cache; only a crash of the machine can lose the last seconds of them, and then the file is
-   * shorter than acknowledged, never longer (the offset is the file's size), so the client's HEAD
-   * on resume sees the shorter offset and sends the rest again. The flush still runs, behind the
-   * answer (flushBehind), so the completing PATCH has almost nothing left to flush when the file
-   * is adopted into the blob store, which flushes it before the item exists.
+   * The offset is acknowledged once the bytes are written, before they are flushed (as tusd
+   * does): an acknowledged offset survives a crash of the process, since the bytes are in the
+   * kernel's page cache; only a crash of the machine can lose the unflushed tail, and then the
+   * file is shorter than acknowledged, never longer (the offset is the file's size), so the
+   * client's HEAD on resume sees the shorter offset and sends the rest again. The flush of each
+   * PATCH runs behind its answer, while the next PATCH's bytes arrive; a PATCH waits only for the
+   * previous PATCH's flush, so at most one PATCH's bytes are ever unflushed and a disk slower than
+   * the network slows the PATCHes down instead of piling up work for the completion (the
+   * adoption into the blob store flushes the file before the item exists).
    */
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     // No counting stage: the file stream counts what it wrote.
@@ -74,43 +76,39 @@ class LocalUploadStore extends FileStore {
       // eslint-disable-next-line @typescript-eslint/only-throw-error
       throw ERRORS.FILE_WRITE_ERROR;
     } finally {
-      this.#flushBehind(id);
+      await this.#flushBehind(id);
     }
     return offset + file.bytesWritten;
   }
 
   /**
-   * Starts an fdatasync of the upload's file without waiting for it; while one runs, the PATCHes
-   * that ended meanwhile share the next one. A failure is not the PATCH's (it was answered): the
-   * adoption's own flush at completion is the one that must succeed.
+   * Starts an fdatasync of the upload's file after the one before it, and resolves when that one
+   * before it has ended. A failed flush is not this PATCH's (it was written): the adoption's own
+   * flush at completion is the one that must succeed, and fails the completion if it does not.
    */
-  #flushBehind(id: string): void {
-    const running = this.#flushes.get(id);
-    if (running) {
-      running.again = true;
-      return;
-    }
-    const state = { again: true, done: Promise.resolve() };
-    this.#flushes.set(id, state);
-    state.done = (async () => {
-      while (state.again) {
-        state.again = false;
-        const handle = await fs.open(this.localFile(id), 'r+').catch(() => undefined);
-        try {
-          await handle?.datasync();
-        } catch {
-          // See above: the completion flushes again and fails on its own.
-        } finally {
-          await handle?.close().catch(() => undefined);
-        }
+  async #flushBehind(id: string): Promise<void> {
+    const previous = this.#flushes.get(id);
+    const next = (async () => {
+      await previous;
+      const handle = await fs.open(this.localFile(id), 'r+').catch(() => undefined);
+      try {
+        await handle?.datasync();
+      } catch {
+        // See above.
+      } finally {
+        await handle?.close().catch(() => undefined);
       }
-      this.#flushes.delete(id);
     })();
+    this.#flushes.set(id, next);
+    void next.finally(() => {
+      if (this.#flushes.get(id) === next) this.#flushes.delete(id);
+    });
+    await previous;
   }
 
   /** Resolves once the flushes started by earlier PATCHes of `id` have ended. */
   async flushed(id: string): Promise<void> {
-    await this.#flushes.get(id)?.done;
+    await this.#flushes.get(id);
   }
 
   /** Cuts the upload back to `offset` bytes: the file's size is the upload's offset. */
