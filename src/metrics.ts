@@ -28,6 +28,12 @@ export class Metrics {
     labelNames: ['path', 'outcome'] as const,
     registers: [this.registry],
   });
+  readonly tusCompletions = new Counter({
+    name: 'stowage_tus_completions_total',
+    help: 'Completed resumable uploads by how their bytes were checked: "while_received" (hashed, typed and scanned as the PATCHes arrived, never read again) or "stored_bytes" (one pass over the stored upload, after a restart or a PATCH on another instance)',
+    labelNames: ['pass'] as const,
+    registers: [this.registry],
+  });
   readonly uploadedBytes = new Counter({
     name: 'stowage_uploaded_bytes_total',
     help: 'Bytes of stored uploads',

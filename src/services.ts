@@ -244,6 +244,7 @@ export async function createServices(
       repo,
       policy,
       scanner,
+      metrics,
       spoolDir,
       maxUploadBytes: config.maxUploadBytes,
       quotaBytes: config.quotaBytes,

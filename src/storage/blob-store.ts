@@ -37,6 +37,13 @@ export interface BlobStore {
    * The caller still removes its own name for the file.
    */
   adopt?(file: string, key: string): Promise<boolean>;
+  /**
+   * Makes the object at `sourceKey` in the same bucket (a finished tus upload on S3, `size` bytes)
+   * the blob at `key` by a copy inside the object store, the bytes never passing through this
+   * process; false when the store cannot (then the bytes must be written instead). The caller
+   * still removes the source object.
+   */
+  adoptObject?(sourceKey: string, key: string, size: number): Promise<boolean>;
   /** Releases connections (S3) or this process's scratch space (local disk); optional. */
   close?(): void | Promise<void>;
 }

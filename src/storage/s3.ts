@@ -1,5 +1,6 @@
 import {
   AbortMultipartUploadCommand,
+  CopyObjectCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -44,6 +45,8 @@ export interface S3BlobStoreOptions {
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const DELETE_BATCH = 1000;
+/** The largest object one CopyObject request may copy. */
+const MAX_COPY_SIZE = 5 * 1024 ** 3;
 
 export class S3BlobStore implements BlobStore {
   readonly #client: S3Client;
@@ -105,6 +108,26 @@ export class S3BlobStore implements BlobStore {
     } catch (err) {
       throw isNotFound(err) ? new BlobNotFoundError(key) : err;
     }
+  }
+
+  /**
+   * One CopyObject: the object store copies the bytes itself (radosgw and others often only add a
+   * reference to the same data). The copy gets none of the source's metadata, like any blob.
+   * Above CopyObject's 5 GiB limit the caller writes the bytes instead.
+   */
+  async adoptObject(sourceKey: string, key: string, size: number): Promise<boolean> {
+    assertValidKey(sourceKey);
+    assertValidKey(key);
+    if (size > MAX_COPY_SIZE) return false;
+    await this.#client.send(
+      new CopyObjectCommand({
+        Bucket: this.#bucket,
+        Key: key,
+        CopySource: `${this.#bucket}/${sourceKey.split('/').map(encodeURIComponent).join('/')}`,
+        MetadataDirective: 'REPLACE',
+      }),
+    );
+    return true;
   }
 
   async stat(key: string): Promise<{ size: number } | null> {

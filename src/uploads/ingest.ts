@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isStorageFull, type BlobStore, type BlobWriter } from '../storage/blob-store.ts';
-import { AdoptingWriter } from './adopting-writer.ts';
+import { AdoptingWriter, type AdoptedSource } from './adopting-writer.ts';
 import { originalKey } from '../storage/key-layout.ts';
 import type { Scanner, ScanSession, ScanVerdict } from '../scan/scanner.ts';
 import { AppError, isAppError } from '../errors.ts';
@@ -55,9 +55,15 @@ export interface IngestSource {
    */
   adoptFile?: string;
   /**
-   * What the tus endpoint already learnt from the bytes of `adoptFile` while they arrived (size,
-   * SHA-256, type checked against the policy, the scanner's verdict): the file is then kept
-   * without being read again. `stream` is not read.
+   * An object in the blob store's own bucket holding exactly the bytes (a finished tus upload on
+   * S3): with `verified`, kept by a copy inside the object store, never read by this process.
+   */
+  adoptObject?: string;
+  /**
+   * What the tus endpoint already learnt from the bytes of `adoptFile` or `adoptObject` while they
+   * arrived (size, SHA-256, type checked against the policy, the scanner's verdict): the file is
+   * then kept without being read again. `stream` is not read. An image needs `adoptFile` (its
+   * dimensions are read from a local file).
    */
   verified?: VerifiedFile;
 }
@@ -98,7 +104,11 @@ export class Ingest {
 
   async receive(source: IngestSource): Promise<StagedUpload> {
     if (source.verified && source.adoptFile)
-      return this.#receiveVerified(source, source.adoptFile, source.verified);
+      return this.#receiveVerified(source, { file: source.adoptFile }, source.verified);
+    if (source.verified && source.adoptObject) {
+      const object = { object: source.adoptObject, size: source.verified.size };
+      return this.#receiveVerified(source, object, source.verified);
+    }
     const deps = this.#deps;
     const id = newId();
     const key = originalKey(id);
@@ -122,7 +132,7 @@ export class Ingest {
     };
     try {
       writer = source.adoptFile
-        ? new AdoptingWriter(deps.storage, key, source.adoptFile)
+        ? new AdoptingWriter(deps.storage, key, { file: source.adoptFile })
         : deps.storage.createWriter(key);
       const blobFile = writer.tempPath;
       scan = deps.scanner.start();
@@ -165,10 +175,14 @@ export class Ingest {
    * The same checks for a file whose bytes were already counted, hashed, typed and scanned as
    * they arrived: only what needs the whole file (the verdict, image metadata) is left to do.
    */
-  async #receiveVerified(source: IngestSource, file: string, verified: VerifiedFile): Promise<StagedUpload> {
+  async #receiveVerified(
+    source: IngestSource,
+    adopted: AdoptedSource,
+    verified: VerifiedFile,
+  ): Promise<StagedUpload> {
     const deps = this.#deps;
     const id = newId();
-    const writer = new AdoptingWriter(deps.storage, originalKey(id), file);
+    const writer = new AdoptingWriter(deps.storage, originalKey(id), adopted);
     const cleanup = () => writer.abort();
     try {
       if (verified.size > deps.maxUploadBytes) throw tooLarge(deps.maxUploadBytes);
@@ -186,8 +200,9 @@ export class Ingest {
           details: { signature: verified.verdict.signature },
         });
       }
-      // Metadata readers take what they need of the file (a tiny decode, a probe, one frame).
-      const meta = await deps.metadata.read(file, verified.mime);
+      // Metadata readers take what they need of the file (a tiny decode, a probe, one frame), from
+      // a local file: the tus endpoint adopts an S3 object only for kinds that need none.
+      const meta = await deps.metadata.read('file' in adopted ? adopted.file : null, verified.mime);
       writer.stream.end();
       return this.#staged(source, { ...verified, id, meta, writer, cleanup, spool: undefined });
     } catch (error) {

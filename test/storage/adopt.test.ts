@@ -38,7 +38,7 @@ describe('adopting a finished local file', () => {
   }
 
   async function adopt(store: BlobStore, file: string, key: string): Promise<void> {
-    const writer = new AdoptingWriter(store, key, file);
+    const writer = new AdoptingWriter(store, key, { file });
     await pipeline(Readable.from([bytes]), writer.stream);
     await writer.commit();
   }
@@ -59,7 +59,7 @@ describe('adopting a finished local file', () => {
     async () => {
       const store = bucketStore!;
       const file = await finishedFile('upload-2');
-      const writer = new AdoptingWriter(store, 'media/cd/copied', file);
+      const writer = new AdoptingWriter(store, 'media/cd/copied', { file });
       await pipeline(Readable.from([bytes]), writer.stream);
       await writer.commit();
       expect((await readAll(await store.read('media/cd/copied'))).equals(bytes)).toBe(true);
@@ -70,7 +70,7 @@ describe('adopting a finished local file', () => {
 
   it('writes nothing at the key when aborted before commit', async () => {
     const store = await LocalBlobStore.create(path.join(dir, 'blobs2'));
-    const writer = new AdoptingWriter(store, 'media/ef/never', await finishedFile('upload-3'));
+    const writer = new AdoptingWriter(store, 'media/ef/never', { file: await finishedFile('upload-3') });
     await writer.abort();
     await expect(writer.commit()).rejects.toThrow();
     expect(await store.stat('media/ef/never')).toBeNull();

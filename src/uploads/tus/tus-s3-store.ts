@@ -12,6 +12,11 @@ import { isNotFound } from '../../storage/blob-store.ts';
  * an upload that does not exist.
  */
 export class S3UploadStore extends S3Store {
+  /** The key of a finished upload's assembled object (the multipart upload completed at the last PATCH). */
+  objectKey(id: string): string {
+    return id;
+  }
+
   override async remove(id: string): Promise<void> {
     let uploadId: string | undefined;
     try {

@@ -4,7 +4,7 @@ import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
 import type { Config } from '../../config.ts';
 import { createWriteStream } from 'node:fs';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isNotFound, isStorageFull } from '../../storage/blob-store.ts';
 import { uploadsDirectory } from '../../storage/key-layout.ts';
@@ -48,42 +48,67 @@ class LocalUploadStore extends FileStore {
     return path.join(this.directory, id);
   }
 
+  /** Per upload, the flush started when its last PATCH ended (see write()). */
+  readonly #flushes = new Map<string, Promise<void>>();
+
   /**
    * Appends like the file store, keeping the cause of a failure (the original answers every
    * failed write with its generic FILE_WRITE_ERROR, a 500, so a full disk could not be told from a
-   * bug: a full disk is passed on, to be answered 507 like on every other upload path), then
-   * flushes the bytes to disk before the PATCH is answered: an Upload-Offset a client was given
-   * must survive a crash (after one, the offset is the file's size, which without the flush could
-   * cover bytes never written). It also spreads the flushing over the PATCHes, so the completing
-   * one has almost nothing left to flush when the file is adopted into the blob store.
+   * bug: a full disk is passed on, to be answered 507 like on every other upload path).
+   *
+   * The offset is acknowledged once the bytes are written, before they are flushed (as tusd
+   * does): an acknowledged offset survives a crash of the process, since the bytes are in the
+   * kernel's page cache; only a crash of the machine can lose the unflushed tail, and then the
+   * file is shorter than acknowledged, never longer (the offset is the file's size), so the
+   * client's HEAD on resume sees the shorter offset and sends the rest again. The flush of each
+   * PATCH runs behind its answer, while the next PATCH's bytes arrive; a PATCH waits only for the
+   * previous PATCH's flush, so at most one PATCH's bytes are ever unflushed and a disk slower than
+   * the network slows the PATCHes down instead of piling up work for the completion (the
+   * adoption into the blob store flushes the file before the item exists).
    */
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
-    let received = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        received += chunk.length;
-        done(null, chunk);
-      },
-    });
+    // No counting stage: the file stream counts what it wrote.
+    const file = createWriteStream(this.localFile(id), { flags: 'r+', start: offset });
     try {
-      await pipeline(
-        readable,
-        counter,
-        createWriteStream(this.localFile(id), { flags: 'r+', start: offset }),
-      );
+      await pipeline(readable, file);
     } catch (error) {
       if (isStorageFull(error)) throw error;
       // eslint-disable-next-line @typescript-eslint/only-throw-error
       throw ERRORS.FILE_WRITE_ERROR;
     } finally {
+      await this.#flushBehind(id);
+    }
+    return offset + file.bytesWritten;
+  }
+
+  /**
+   * Starts an fdatasync of the upload's file after the one before it, and resolves when that one
+   * before it has ended. A failed flush is not this PATCH's (it was written): the adoption's own
+   * flush at completion is the one that must succeed, and fails the completion if it does not.
+   */
+  async #flushBehind(id: string): Promise<void> {
+    const previous = this.#flushes.get(id);
+    const next = (async () => {
+      await previous;
       const handle = await fs.open(this.localFile(id), 'r+').catch(() => undefined);
       try {
         await handle?.datasync();
+      } catch {
+        // See above.
       } finally {
-        await handle?.close();
+        await handle?.close().catch(() => undefined);
       }
-    }
-    return offset + received;
+    })();
+    this.#flushes.set(id, next);
+    void next.finally(() => {
+      if (this.#flushes.get(id) === next) this.#flushes.delete(id);
+    });
+    await previous;
+  }
+
+  /** Resolves once the flushes started by earlier PATCHes of `id` have ended. */
+  async flushed(id: string): Promise<void> {
+    await this.#flushes.get(id);
   }
 
   /** Cuts the upload back to `offset` bytes: the file's size is the upload's offset. */

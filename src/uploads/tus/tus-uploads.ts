@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import { AppError, isAppError, validationFailed } from '../../errors.ts';
 import { isStorageFull } from '../../storage/blob-store.ts';
 import type { MediaRepo } from '../../media/media-repo.ts';
+import { kindOf } from '../../media/media-kind.ts';
+import type { Metrics } from '../../metrics.ts';
 import { newId } from '../../util/ids.ts';
 import { parseTagList } from '../../media/tags.ts';
 import type { Scanner } from '../../scan/scanner.ts';
@@ -37,13 +39,17 @@ import { PatchStage, UploadProgress } from './upload-progress.ts';
 
 /**
  * A tus data store (@tus/file-store or @tus/s3-store, which take and give Node streams) that can
- * also stream back an upload and, on local disk, say where its file is (so a finished upload is
- * moved rather than copied) and cut a file back to an offset (so a refused PATCH keeps nothing).
+ * also stream back an upload, say where a finished upload's bytes are (on local disk its file, on
+ * S3 its object in the blob store's bucket: so it is linked or copied inside the object store
+ * rather than streamed through this process) and, on local disk, cut a file back to an offset (so
+ * a refused PATCH keeps nothing) and wait for the flushes its writes started.
  */
 export type ReadableDataStore = DataStore & {
   read(id: string): Readable | Promise<Readable>;
   localFile?(id: string): string;
+  objectKey?(id: string): string;
   truncate?(id: string, offset: number): Promise<void>;
+  flushed?(id: string): Promise<void>;
 };
 
 export interface TusDeps {
@@ -54,6 +60,8 @@ export interface TusDeps {
   repo: MediaRepo;
   policy: TypePolicy;
   scanner: Scanner;
+  /** Counts which way each completion went (the single pass, or a pass over the stored bytes). */
+  metrics: Metrics;
   maxUploadBytes: number;
   quotaBytes: number | null;
   expirySeconds: number;
@@ -423,8 +431,16 @@ export class TusUploads {
       const progress = this.#progress.get(id);
       this.#progress.delete(id);
       const adoptFile = deps.datastore.localFile?.(id);
-      const verified = adoptFile && progress ? await progress.finish(upload.size ?? -1) : undefined;
+      const adoptObject = adoptFile ? undefined : deps.datastore.objectKey?.(id);
+      let verified =
+        (adoptFile ?? adoptObject) && progress ? await progress.finish(upload.size ?? -1) : undefined;
+      // Images, video and audio are read from a local file (dimensions, camera data, placeholder,
+      // ffprobe): on S3 they take the one pass over the stored bytes; documents are copied in the
+      // bucket without being read.
+      if (verified && !adoptFile && kindOf(verified.mime) !== 'document') verified = undefined;
       if (!verified) progress?.drop();
+      if (adoptFile) await deps.datastore.flushed?.(id);
+      deps.metrics.tusCompletions.inc({ pass: verified ? 'while_received' : 'stored_bytes' });
       const staged = await deps.ingest.receive({
         // Read in 1 MiB chunks when this pass has to hash and scan the whole file.
         stream: verified
@@ -433,6 +449,7 @@ export class TusUploads {
             ? fs.createReadStream(adoptFile, { highWaterMark: 1024 * 1024 })
             : await deps.datastore.read(id),
         ...(adoptFile ? { adoptFile } : {}),
+        ...(adoptObject && verified ? { adoptObject } : {}),
         ...(verified ? { verified } : {}),
         owner,
         filename: metadata.filename,
