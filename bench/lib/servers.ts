@@ -65,11 +65,16 @@ async function startProcess(
   return { name, url, pid: child.pid!, stop };
 }
 
-/** A bare baseline program from bench/baselines, given its port and arguments. */
-export async function startBaseline(ctx: Context, script: string, args: string[] = []): Promise<Server> {
+/** A bare baseline program from bench/baselines, given its port, arguments and extra environment. */
+export async function startBaseline(
+  ctx: Context,
+  script: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<Server> {
   const port = await freePort();
   const file = path.join(BENCH, 'baselines', script);
-  return startProcess(ctx, script, process.execPath, [file, String(port), ...args], port, {});
+  return startProcess(ctx, script, process.execPath, [file, String(port), ...args], port, { env });
 }
 
 export interface Stowage extends Server {
@@ -86,6 +91,7 @@ export async function startStowage(
   ctx: Context,
   dataDir: string,
   extraEnv: Record<string, string> = {},
+  nodeFlags: string[] = [],
 ): Promise<Stowage> {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const usersFile = path.join(dataDir, 'users');
@@ -112,7 +118,7 @@ export async function startStowage(
     ctx,
     'stowage',
     process.execPath,
-    [`--title=stowage-bench-${path.basename(dataDir)}`, path.join(ROOT, 'src/main.ts')],
+    [...nodeFlags, `--title=stowage-bench-${path.basename(dataDir)}`, path.join(ROOT, 'src/main.ts')],
     port,
     {
       env,
