@@ -84,14 +84,25 @@ export interface Stowage extends Server {
 }
 
 /**
- * The real server, started the way an operator starts it (`node src/main.ts`), with its own data
+ * The V8 flags bin/stowage runs the server with (its `NODE_FLAGS=(…)` line), so that the
+ * benchmark measures the server as deployed without going through bin/stowage (which may run
+ * `npm ci`).
+ */
+export function serverNodeFlags(): string[] {
+  const script = fs.readFileSync(path.join(ROOT, 'bin', 'stowage'), 'utf8');
+  const line = /^NODE_FLAGS=\(([^)]*)\)$/m.exec(script);
+  if (!line) throw new Error('bin/stowage has no NODE_FLAGS=(…) line');
+  return line[1]!.split(/\s+/).filter(Boolean);
+}
+
+/**
+ * The real server, started the way an operator starts it (bin/stowage: `node FLAGS src/main.ts`), with its own data
  * directory (kept across restarts, so a later phase can read what an earlier one stored).
  */
 export async function startStowage(
   ctx: Context,
   dataDir: string,
   extraEnv: Record<string, string> = {},
-  nodeFlags: string[] = [],
 ): Promise<Stowage> {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const usersFile = path.join(dataDir, 'users');
@@ -118,7 +129,7 @@ export async function startStowage(
     ctx,
     'stowage',
     process.execPath,
-    [...nodeFlags, `--title=stowage-bench-${path.basename(dataDir)}`, path.join(ROOT, 'src/main.ts')],
+    [...serverNodeFlags(), `--title=stowage-bench-${path.basename(dataDir)}`, path.join(ROOT, 'src/main.ts')],
     port,
     {
       env,
