@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm run bench [-- --quick|--full] [--only 1,5]: the benchmark (see BENCHMARKS.md).
-# Needs wrk, nginx, clamd/clamdscan and (figures 10 and 11, unless STOWAGE_TEST_S3_ENDPOINT names an
+# Needs wrk, nginx, clamd/clamdscan and (figures 10 and 11, unless BENCH_S3_ENDPOINT names an
 # S3 server) Ceph's radosgw from Debian; installs the missing ones with apt-get when
 # run as root (and says so), else names the command to run. Packages are kept from starting their
 # system services: the benchmark starts its own nginx and clamd on 127.0.0.1.
@@ -12,7 +12,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 command -v clamdscan >/dev/null || missing+=(clamdscan)
-if [ -z "${STOWAGE_TEST_S3_ENDPOINT:-}" ]; then
+if [ -z "${BENCH_S3_ENDPOINT:-}" ]; then
   command -v ceph-mon >/dev/null || missing+=(ceph-mon)
   command -v ceph-osd >/dev/null || missing+=(ceph-osd)
   command -v radosgw >/dev/null || missing+=(radosgw)

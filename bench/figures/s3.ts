@@ -149,6 +149,7 @@ export async function s3Figures(context: Context): Promise<Figure[]> {
     // Gigabytes must not pile up on the test cluster's 8 GiB disk.
     await fresh(stowageS3(ctx), async (st: Stowage) => deleteMedia(st, await st.login(), id));
     await ctx.s3.deleteObject(key);
+    await ctx.s3.collectGarbage();
     ctx.log(
       `[10] ${label}: upload ${n(up.result.mbps)} MB/s, bare ${n(upBare.result)}; ` +
         `[11] download ${n(down.result)}, bare ${n(downBare.result)}; ` +

@@ -20,26 +20,30 @@ export interface S3Bucket {
   bucket: string;
   client: S3Client;
   deleteObject(key: string): Promise<void>;
+  /** Frees the space of deleted objects now, where the bench runs the server (else nothing). */
+  collectGarbage(): Promise<void>;
 }
 
 /**
- * The S3 server of figures 10 and 11: the one named by STOWAGE_TEST_S3_ENDPOINT (and
- * STOWAGE_TEST_S3_ACCESS_KEY / _SECRET_KEY), as for the test suites, or else a throwaway radosgw
- * started here with scripts/start-ceph-rgw.sh (about 30 s, 0.4 GiB) and stopped at the end.
- * Either way the run gets its own bucket, emptied and deleted after.
+ * The S3 server of figures 10 and 11: the one named by BENCH_S3_ENDPOINT (with BENCH_S3_ACCESS_KEY
+ * and BENCH_S3_SECRET_KEY), or else a throwaway radosgw started here with
+ * scripts/start-ceph-rgw.sh (about 30 s, 0.4 GiB) and stopped at the end. Not the tests' server
+ * (STOWAGE_TEST_S3_*): radosgw frees a deleted object's space only in its garbage collection, two
+ * hours later by default, so a full run (2 GiB a round) would fill a small test cluster; on its own
+ * cluster the bench runs that collection after every round (collectGarbage). Either way the run
+ * gets its own bucket, emptied and deleted after.
  */
 export async function s3Bucket(ctx: Context): Promise<S3Bucket> {
-  let endpoint = process.env.STOWAGE_TEST_S3_ENDPOINT?.trim();
-  let accessKeyId = process.env.STOWAGE_TEST_S3_ACCESS_KEY?.trim() || 'stowage-test';
-  let secretAccessKey = process.env.STOWAGE_TEST_S3_SECRET_KEY?.trim() || 'stowage-test-secret';
+  let endpoint = process.env.BENCH_S3_ENDPOINT?.trim();
+  let accessKeyId = process.env.BENCH_S3_ACCESS_KEY?.trim() || 'stowage-test';
+  let secretAccessKey = process.env.BENCH_S3_SECRET_KEY?.trim() || 'stowage-test-secret';
+  let collectGarbage = async () => undefined;
   if (endpoint) {
-    ctx.log(`S3: the server of STOWAGE_TEST_S3_ENDPOINT, ${endpoint}`);
+    ctx.log(`S3: the server of BENCH_S3_ENDPOINT, ${endpoint}`);
   } else {
     const dir = path.join(ctx.tmp, 'ceph');
     const script = path.join(ROOT, 'scripts', 'start-ceph-rgw.sh');
-    ctx.log(
-      `S3: starting radosgw in ${dir} (scripts/start-ceph-rgw.sh; STOWAGE_TEST_S3_ENDPOINT is not set)`,
-    );
+    ctx.log(`S3: starting radosgw in ${dir} (scripts/start-ceph-rgw.sh; BENCH_S3_ENDPOINT is not set)`);
     ctx.defer(async () => {
       if (fs.existsSync(dir)) await runOk('bash', [script, '--stop', dir]);
     });
@@ -49,6 +53,10 @@ export async function s3Bucket(ctx: Context): Promise<S3Bucket> {
     if (!endpoint) throw new Error(`start-ceph-rgw.sh printed no endpoint:\n${out}`);
     accessKeyId = value('STOWAGE_TEST_S3_ACCESS_KEY') ?? accessKeyId;
     secretAccessKey = value('STOWAGE_TEST_S3_SECRET_KEY') ?? secretAccessKey;
+    const conf = path.join(dir, 'ceph.conf');
+    collectGarbage = async () => {
+      await runOk('radosgw-admin', ['-c', conf, '-n', 'client.admin', 'gc', 'process', '--include-all']);
+    };
   }
   const client = new S3Client({
     endpoint,
@@ -68,7 +76,7 @@ export async function s3Bucket(ctx: Context): Promise<S3Bucket> {
   const deleteObject = async (key: string) => {
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
   };
-  return { endpoint, accessKeyId, secretAccessKey, bucket, client, deleteObject };
+  return { endpoint, accessKeyId, secretAccessKey, bucket, client, deleteObject, collectGarbage };
 }
 
 async function emptyBucket(client: S3Client, bucket: string): Promise<void> {
