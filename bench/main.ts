@@ -12,6 +12,7 @@ import { listFigures } from './figures/list.ts';
 import { loginFigures } from './figures/login.ts';
 import { mediaMetadataFigures } from './figures/media-metadata.ts';
 import { requestFigures } from './figures/requests.ts';
+import { s3Figures } from './figures/s3.ts';
 import { scanFigures } from './figures/scan.ts';
 import { soak, soakReport, type SoakResult } from './figures/soak.ts';
 import { thumbnailFigures } from './figures/thumbnail.ts';
@@ -34,6 +35,7 @@ interface Group {
 const GROUPS: Group[] = [
   { name: 'uploads and downloads', figures: ['1', '2', '2b', '2c', '3', '4'], run: transferFigures },
   { name: 'scanning', figures: ['9'], run: scanFigures },
+  { name: 'S3 storage', figures: ['10', '10b', '11', '11b'], run: s3Figures },
   { name: 'requests per second', figures: ['5', '7b'], run: requestFigures },
   { name: 'first thumbnail', figures: ['7a'], run: thumbnailFigures },
   { name: 'list latency', figures: ['6'], run: listFigures },
@@ -53,8 +55,9 @@ if (args.quick && args.full) throw new Error('--quick or --full, not both');
 const mode: Mode = args.full ? 'full' : 'quick';
 const settings = SETTINGS[mode];
 const only = args.only?.split(',').map((s) => s.trim());
-// `--only 7` selects 7a and 7b.
-const groups = GROUPS.filter((g) => !only || g.figures.some((f) => only.some((o) => f.startsWith(o))));
+// `--only 7` selects 7a and 7b (but `--only 1` not 10 or 11).
+const selects = (o: string, f: string) => f === o || (f.startsWith(o) && /^[a-z]+$/.test(f.slice(o.length)));
+const groups = GROUPS.filter((g) => !only || g.figures.some((f) => only.some((o) => selects(o, f))));
 
 const startedAt = new Date();
 const tmp = createScratch();

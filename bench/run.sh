@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run bench [-- --quick|--full] [--only 1,5]: the benchmark (see BENCHMARKS.md).
-# Needs wrk, nginx and clamd/clamdscan from Debian; installs the missing ones with apt-get when
+# Needs wrk, nginx, clamd/clamdscan and (figures 10 and 11, unless BENCH_S3_ENDPOINT names an
+# S3 server) Ceph's radosgw from Debian; installs the missing ones with apt-get when
 # run as root (and says so), else names the command to run. Packages are kept from starting their
 # system services: the benchmark starts its own nginx and clamd on 127.0.0.1.
 set -euo pipefail
@@ -11,6 +12,11 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 command -v clamdscan >/dev/null || missing+=(clamdscan)
+if [ -z "${BENCH_S3_ENDPOINT:-}" ]; then
+  command -v ceph-mon >/dev/null || missing+=(ceph-mon)
+  command -v ceph-osd >/dev/null || missing+=(ceph-osd)
+  command -v radosgw >/dev/null || missing+=(radosgw)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "bench: missing ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2

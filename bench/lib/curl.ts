@@ -46,6 +46,23 @@ export async function download(url: string, token?: string, extraHeaders: string
   return parse((await runOk('curl', args)).stdout);
 }
 
+/**
+ * GET into /dev/null following redirects (`-L`): the time covers both requests. curl sends the
+ * Authorization header to the first host only, as a browser would.
+ */
+export async function downloadFollowing(url: string, token?: string): Promise<Transfer> {
+  const args = ['-sS', '-L', ...auth(token), '-o', '/dev/null', '-w', WRITE_OUT, url];
+  return parse((await runOk('curl', args)).stdout);
+}
+
+/** Where a GET of `url` redirects to (its Location), without following it. */
+export async function redirectTarget(url: string, token?: string): Promise<string> {
+  const args = ['-sS', ...auth(token), '-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', url];
+  const [status, location] = (await runOk('curl', args)).stdout.trim().split(' ');
+  if (!status?.startsWith('3') || !location) throw new Error(`GET ${url}: HTTP ${status}, no redirect`);
+  return location;
+}
+
 export function expectStatus(transfer: Transfer, status: number, what: string): Transfer {
   if (transfer.status !== status) {
     throw new Error(`${what}: HTTP ${transfer.status} instead of ${status}: ${transfer.body.slice(0, 300)}`);

@@ -65,11 +65,16 @@ async function startProcess(
   return { name, url, pid: child.pid!, stop };
 }
 
-/** A bare baseline program from bench/baselines, given its port and arguments. */
-export async function startBaseline(ctx: Context, script: string, args: string[] = []): Promise<Server> {
+/** A bare baseline program from bench/baselines, given its port, arguments and extra environment. */
+export async function startBaseline(
+  ctx: Context,
+  script: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<Server> {
   const port = await freePort();
   const file = path.join(BENCH, 'baselines', script);
-  return startProcess(ctx, script, process.execPath, [file, String(port), ...args], port, {});
+  return startProcess(ctx, script, process.execPath, [file, String(port), ...args], port, { env });
 }
 
 export interface Stowage extends Server {
@@ -79,7 +84,19 @@ export interface Stowage extends Server {
 }
 
 /**
- * The real server, started the way an operator starts it (`node src/main.ts`), with its own data
+ * The V8 flags bin/stowage runs the server with (its `NODE_FLAGS=(…)` line), so that the
+ * benchmark measures the server as deployed without going through bin/stowage (which may run
+ * `npm ci`).
+ */
+export function serverNodeFlags(): string[] {
+  const script = fs.readFileSync(path.join(ROOT, 'bin', 'stowage'), 'utf8');
+  const line = /^NODE_FLAGS=\(([^)]*)\)$/m.exec(script);
+  if (!line) throw new Error('bin/stowage has no NODE_FLAGS=(…) line');
+  return line[1]!.split(/\s+/).filter(Boolean);
+}
+
+/**
+ * The real server, started the way an operator starts it (bin/stowage: `node FLAGS src/main.ts`), with its own data
  * directory (kept across restarts, so a later phase can read what an earlier one stored).
  */
 export async function startStowage(
@@ -112,7 +129,7 @@ export async function startStowage(
     ctx,
     'stowage',
     process.execPath,
-    [`--title=stowage-bench-${path.basename(dataDir)}`, path.join(ROOT, 'src/main.ts')],
+    [...serverNodeFlags(), `--title=stowage-bench-${path.basename(dataDir)}`, path.join(ROOT, 'src/main.ts')],
     port,
     {
       env,
