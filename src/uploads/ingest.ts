@@ -16,6 +16,7 @@ import type { MediaRecord, MediaRepo, Reservations, Visibility } from '../media/
 import type { ItemMetadata, MetadataReader } from '../media/media-metadata.ts';
 import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
 import { newId } from '../util/ids.ts';
+import { DependencyUnavailableError } from '../util/dependency-failure.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 
 export interface IngestDeps {
@@ -124,7 +125,14 @@ export class Ingest {
     // A failure of the incoming stream itself (a cut-off or malformed body) is the client's; it
     // may also have failed before it reached us (then `errored` says so).
     let sourceError: unknown;
-    source.stream.on('error', (error) => (sourceError ??= error));
+    // Whichever stream failed first is where the failure began: the pipeline then destroys the
+    // others with the same error, so the error alone cannot tell a cut-off body from a storage
+    // that stopped taking bytes (an object store refusing or unreachable).
+    let failedFirst: 'source' | 'storage' | undefined;
+    source.stream.on('error', (error) => {
+      sourceError ??= error;
+      failedFirst ??= 'source';
+    });
     const cleanup = async () => {
       scan?.abort();
       await writer?.abort();
@@ -134,6 +142,10 @@ export class Ingest {
       writer = source.adoptFile
         ? new AdoptingWriter(deps.storage, key, { file: source.adoptFile })
         : deps.storage.createWriter(key);
+      writer.stream.on('error', () => {
+        // A body that failed before it reached us (`errored`) failed first, whatever comes after.
+        failedFirst ??= source.stream.errored || source.stream.destroyed ? 'source' : 'storage';
+      });
       const blobFile = writer.tempPath;
       scan = deps.scanner.start();
       meter.tee(scan.stream);
@@ -165,7 +177,10 @@ export class Ingest {
       });
     } catch (error) {
       await cleanup().catch(() => undefined);
-      const appError = asUploadError(error, sourceError ?? source.stream.errored ?? undefined);
+      const appError =
+        failedFirst === 'storage'
+          ? asStorageError(error)
+          : asUploadError(error, sourceError ?? source.stream.errored ?? undefined);
       await this.#refused(source, appError.code);
       throw appError;
     }
@@ -275,7 +290,9 @@ export class Ingest {
           metadataVersion: file.meta.metadataVersion,
         };
         try {
-          await file.writer.commit();
+          await file.writer.commit().catch((error: unknown) => {
+            throw asStorageError(error);
+          });
           const audit = deps.audit?.entry({
             actor: source.owner,
             action: 'upload',
@@ -308,6 +325,13 @@ export class Ingest {
  * `sourceError` is what the incoming stream itself failed with, if it did: a body that was cut off
  * or is malformed (e.g. multipart data ending without its closing boundary) is a bad request.
  */
+/** A failure of the storage while it took the bytes: the server's, never the client's. */
+function asStorageError(error: unknown): AppError {
+  if (isAppError(error)) return error;
+  if (isStorageFull(error)) return new AppError('INSUFFICIENT_STORAGE', undefined, { cause: error });
+  return new DependencyUnavailableError('storage', error);
+}
+
 function asUploadError(error: unknown, sourceError?: unknown): AppError {
   if (isAppError(error)) return error;
   // Checked first: a write that fails for lack of room also fails the incoming stream (the
