@@ -20,6 +20,7 @@ import { contentRoutes } from './http/routes/content.ts';
 import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
+import { renderRoutes } from './http/routes/render.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
 import { createOffload } from './http/offload.ts';
 import { clientAddressKey } from './util/client-address.ts';
@@ -100,6 +101,14 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
       thumbnails: services.thumbnails,
       sizes: config.thumbnailSizes,
     });
+    if (config.render) {
+      await renderRoutes(open, {
+        ...contentDeps,
+        thumbnails: services.thumbnails,
+        counters: services.counters,
+        perMinute: config.renderRateLimit,
+      });
+    }
     await tusDiscoveryRoutes(open, services.tus);
   });
 

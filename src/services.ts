@@ -32,6 +32,8 @@ import { Sweeper, type SweepScheduler } from './media/sweeper.ts';
 import { ScratchLease } from './storage/scratch.ts';
 import { TusUploads } from './uploads/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
+import { RenditionCache } from './media/rendition-cache.ts';
+import { originalImageSource } from './media/image-source.ts';
 import { createTusStore } from './uploads/tus/tus-store.ts';
 import type { Locker } from '@tus/utils';
 import type { Clock } from './util/clock.ts';
@@ -58,6 +60,8 @@ export interface Services {
   sweeper: Sweeper;
   tus: TusUploads;
   thumbnails: Thumbnails;
+  /** The index and byte budget of stored thumbnails and renditions. */
+  renditionCache: RenditionCache;
   /** /readyz's checks, at most 1 s old; they also tell the breakers when a dependency is back. */
   readiness: Readiness;
   close(): Promise<void>;
@@ -217,6 +221,16 @@ export async function createServices(
       logger,
       locker,
     });
+    const renditionCache = new RenditionCache(database.db, storage, {
+      budgetBytes: config.renditionCacheBytes,
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+    const thumbnails = new Thumbnails({
+      storage,
+      images,
+      source: originalImageSource(storage, spoolDir),
+      cache: renditionCache,
+    });
     const sweeper = new Sweeper({
       storage,
       repo,
@@ -228,6 +242,7 @@ export async function createServices(
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.sweepScheduler ? { scheduler: options.sweepScheduler } : {}),
     });
+    sweeper.addStep({ name: 'rendition cache', run: () => renditionCache.reconcile() });
     sweeper.start();
     closers.push(() => sweeper.stop());
     const services: Services = {
@@ -250,7 +265,8 @@ export async function createServices(
       media,
       sweeper,
       tus,
-      thumbnails: new Thumbnails(storage, images, spoolDir),
+      thumbnails,
+      renditionCache,
       readiness: new Readiness(
         {
           database: async () => {

@@ -65,6 +65,14 @@ export interface LinksTable {
   expires_at: number;
 }
 
+/** A stored thumbnail or rendition, for the rendition cache's byte budget (src/media/rendition-cache.ts). */
+export interface RenditionsTable {
+  key: string;
+  media_id: string;
+  bytes: number;
+  last_used_at: number;
+}
+
 export interface Database {
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
@@ -73,4 +81,5 @@ export interface Database {
   usage: UsageTable;
   reservations: ReservationsTable;
   links: LinksTable;
+  renditions: RenditionsTable;
 }

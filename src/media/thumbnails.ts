@@ -1,14 +1,13 @@
-import fs from 'node:fs';
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { BlobNotFoundError, type BlobStore } from '../storage/blob-store.ts';
-import type { ImageProcessor } from '../images/image-processor.ts';
-import type { ThumbnailFormat } from '../images/negotiate-format.ts';
-import { originalKey, renditionKey } from '../storage/key-layout.ts';
-import type { MediaRecord } from './media-repo.ts';
-import { newId } from '../util/ids.ts';
 import { buffer } from 'node:stream/consumers';
+import { AppError } from '../errors.ts';
+import { isNotFound, type BlobStore } from '../storage/blob-store.ts';
+import type { ImageProcessor, RenderSpec } from '../images/image-processor.ts';
+import type { ThumbnailFormat } from '../images/negotiate-format.ts';
+import { renditionKey } from '../storage/key-layout.ts';
+import type { MediaRecord } from './media-repo.ts';
+import type { ImageSource, SourceImage } from './image-source.ts';
+import type { RenditionCache } from './rendition-cache.ts';
 
 /** A rendition: where it is stored, and its bytes when they are at hand in memory. */
 export interface Rendition {
@@ -20,60 +19,111 @@ export interface Rendition {
 /** Renditions larger than this are streamed from storage rather than kept in memory. */
 const MAX_REMEMBERED = 1024 * 1024;
 
+export interface ThumbnailsDeps {
+  storage: BlobStore;
+  images: ImageProcessor;
+  /** The local image each item's thumbnails and renditions are rendered from. */
+  source: ImageSource;
+  /** The index and byte budget of everything stored under the renditions prefix. */
+  cache: RenditionCache;
+  memoryBudgetBytes?: number;
+}
+
 /**
- * Renditions are rendered on first request and kept in storage beside the original. Concurrent
- * first requests for one rendition share a single render; the image processor caps how many
- * renders run at once and refuses (503) past its queue.
+ * Thumbnails (fixed sizes) and renditions on demand (/render), rendered on first request and kept
+ * in storage beside the original, within the rendition cache's byte budget. Concurrent first
+ * requests for one rendition share a single render; the image processor caps how many renders run
+ * at once and refuses (503) past its queue.
  */
 export class Thumbnails {
   readonly #storage: BlobStore;
   readonly #images: ImageProcessor;
-  readonly #spoolDir: string;
+  readonly #source: ImageSource;
+  readonly #cache: RenditionCache;
   readonly #inflight = new Map<string, Promise<Rendition>>();
   /** Recently served renditions, least recently used first; a rendition never changes. */
   readonly #memory = new Map<string, Buffer>();
   readonly #memoryBudget: number;
   #memoryBytes = 0;
 
-  constructor(
-    storage: BlobStore,
-    images: ImageProcessor,
-    spoolDir: string,
-    memoryBudgetBytes = 64 * 1024 * 1024,
-  ) {
-    this.#storage = storage;
-    this.#images = images;
-    this.#spoolDir = spoolDir;
-    this.#memoryBudget = memoryBudgetBytes;
+  constructor(deps: ThumbnailsDeps) {
+    this.#storage = deps.storage;
+    this.#images = deps.images;
+    this.#source = deps.source;
+    this.#cache = deps.cache;
+    this.#memoryBudget = deps.memoryBudgetBytes ?? 64 * 1024 * 1024;
+    // An evicted rendition is rendered again when next asked for, as if it had never been.
+    deps.cache.onEvicted((key) => this.#forget(key));
   }
 
   static key(id: string, size: number, format: ThumbnailFormat): string {
     return renditionKey(id, `${size}.${format}`);
   }
 
-  /** The rendition, from memory, from storage, or rendered now (once, however many ask). */
-  async get(item: MediaRecord, size: number, format: ThumbnailFormat): Promise<Rendition> {
-    const key = Thumbnails.key(item.id, size, format);
+  /** Where a rendition is stored; PNG is lossless, so its quality is not part of the name. */
+  static renditionKey(id: string, spec: RenderSpec): string {
+    const quality = spec.format === 'png' ? 0 : spec.quality;
+    return renditionKey(
+      id,
+      `r-${spec.width ?? 0}x${spec.height ?? 0}-${spec.fit}-q${quality}.${spec.format}`,
+    );
+  }
+
+  /** The thumbnail, from memory, from storage, or rendered now (once, however many ask). */
+  get(item: MediaRecord, size: number, format: ThumbnailFormat): Promise<Rendition> {
+    return this.#obtain(item, Thumbnails.key(item.id, size, format), (image) =>
+      this.#images.thumbnail(image.file, image.mimeType, size, format),
+    );
+  }
+
+  /** A rendition on demand, from memory, from storage, or rendered now (once, however many ask). */
+  render(item: MediaRecord, spec: RenderSpec): Promise<Rendition> {
+    return this.#obtain(item, Thumbnails.renditionKey(item.id, spec), (image) =>
+      this.#images.render(image.file, image.mimeType, spec),
+    );
+  }
+
+  async #obtain(
+    item: MediaRecord,
+    key: string,
+    produce: (image: SourceImage) => Promise<Buffer>,
+  ): Promise<Rendition> {
     const remembered = this.#memory.get(key);
     if (remembered) {
       this.#memory.delete(key);
       this.#memory.set(key, remembered);
+      // The last use is only a hint for eviction: serving goes on when it cannot be written.
+      await this.#cache.touch(key).catch(() => undefined);
       return { key, size: remembered.length, bytes: remembered };
     }
     let pending = this.#inflight.get(key);
     if (!pending) {
-      pending = this.#load(item, key, size, format).finally(() => this.#inflight.delete(key));
+      pending = this.#load(item, key, produce).finally(() => this.#inflight.delete(key));
       this.#inflight.set(key, pending);
     }
     return pending;
   }
 
-  async #load(item: MediaRecord, key: string, size: number, format: ThumbnailFormat): Promise<Rendition> {
+  async #load(
+    item: MediaRecord,
+    key: string,
+    produce: (image: SourceImage) => Promise<Buffer>,
+  ): Promise<Rendition> {
     const stored = await this.#storage.stat(key);
-    if (stored && stored.size > MAX_REMEMBERED) return { key, size: stored.size };
-    const bytes = stored
-      ? await buffer(await this.#storage.read(key))
-      : await this.#render(item, key, size, format);
+    if (stored) {
+      await this.#cache.used(key, item.id, stored.size).catch(() => undefined);
+      if (stored.size > MAX_REMEMBERED) return { key, size: stored.size };
+      // Evicted between the stat and the read: rendered again below, as if it had never been.
+      const bytes = await this.#storage.read(key).then(buffer, (error: unknown) => {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      });
+      if (bytes) {
+        this.#remember(key, bytes);
+        return { key, size: bytes.length, bytes };
+      }
+    }
+    const bytes = await this.#render(item, key, produce);
     this.#remember(key, bytes);
     return { key, size: bytes.length, bytes };
   }
@@ -89,42 +139,33 @@ export class Thumbnails {
     }
   }
 
-  async #render(item: MediaRecord, key: string, size: number, format: ThumbnailFormat): Promise<Buffer> {
-    const original = originalKey(item.id);
-    let file = this.#storage.localPath(original);
-    let spool: string | undefined;
+  #forget(key: string): void {
+    const bytes = this.#memory.get(key);
+    if (!bytes) return;
+    this.#memory.delete(key);
+    this.#memoryBytes -= bytes.length;
+  }
+
+  async #render(
+    item: MediaRecord,
+    key: string,
+    produce: (image: SourceImage) => Promise<Buffer>,
+  ): Promise<Buffer> {
+    const bytes = await this.#source(item, produce);
+    if (bytes === null) throw new AppError('NOT_FOUND', 'This item has no image to render.');
+    // One larger than the whole budget is served but not stored.
+    if (!(await this.#cache.makeRoom(bytes.length, key))) return bytes;
+    const writer = this.#storage.createWriter(key);
     try {
-      if (!file) {
-        // Object storage: sharp decodes from a local file, so fetch the original once.
-        spool = path.join(this.#spoolDir, `${newId()}.thumb`);
-        await pipeline(
-          await this.#storage.read(original),
-          fs.createWriteStream(spool, { flags: 'wx', mode: 0o600 }),
-        );
-        file = spool;
-      }
-      const bytes = await this.#images
-        .thumbnail(file, item.mimeType, size, format)
-        .catch(async (error: unknown) => {
-          // The original deleted under the request (the item with it): 404 like content, not a 500.
-          if ((await this.#storage.stat(original).catch(() => undefined)) === null) {
-            throw new BlobNotFoundError(original);
-          }
-          throw error;
-        });
-      const writer = this.#storage.createWriter(key);
-      try {
-        await pipeline(async function* () {
-          yield bytes;
-        }, writer.stream);
-        await writer.commit();
-      } catch (error) {
-        await writer.abort();
-        throw error;
-      }
-      return bytes;
-    } finally {
-      if (spool) await fsp.rm(spool, { force: true });
+      await pipeline(async function* () {
+        yield bytes;
+      }, writer.stream);
+      await writer.commit();
+    } catch (error) {
+      await writer.abort();
+      throw error;
     }
+    await this.#cache.added(key, item.id, bytes.length);
+    return bytes;
   }
 }
