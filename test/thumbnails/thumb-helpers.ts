@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp, { type Sharp } from 'sharp';
 import { expect } from 'vitest';
+import type { TestAppOptions } from '../helpers/app.ts';
 import { startTusApp, type MediaItem, type TusApp, type User } from '../tus/tus-helpers.ts';
 
 export { expectError, fixture, KiB, sha256, type MediaItem } from '../tus/tus-helpers.ts';
@@ -29,8 +30,11 @@ export interface ThumbApp extends TusApp {
   storedThumbnails(id: string): Promise<string[]>;
 }
 
-export async function startThumbApp(env: Record<string, string> = {}): Promise<ThumbApp> {
-  const app = await startTusApp(env);
+export async function startThumbApp(
+  env: Record<string, string> = {},
+  options: TestAppOptions = {},
+): Promise<ThumbApp> {
+  const app = await startTusApp(env, options);
   const thumbApp: ThumbApp = {
     ...app,
     async uploadRaw(data, filename, options = {}) {

@@ -3,7 +3,7 @@ import http from 'node:http';
 import path from 'node:path';
 import * as tus from 'tus-js-client';
 import { expect } from 'vitest';
-import { startListeningApp, type ListeningApp } from '../helpers/app.ts';
+import { startListeningApp, type ListeningApp, type TestAppOptions } from '../helpers/app.ts';
 import { FIXTURES, readResponse, type MediaItem, type RawResponse, type User } from '../helpers/common.ts';
 import { expectErrorShape, type ErrorBody } from '../helpers/contract.ts';
 
@@ -42,8 +42,11 @@ export interface TusApp extends ListeningApp {
   mediaList(as?: User): Promise<MediaItem[]>;
 }
 
-export async function startTusApp(env: Record<string, string> = {}): Promise<TusApp> {
-  const t = await startListeningApp(env);
+export async function startTusApp(
+  env: Record<string, string> = {},
+  options: TestAppOptions = {},
+): Promise<TusApp> {
+  const t = await startListeningApp(env, options);
   const { base, tokens } = t;
   const bearer = (user: User) => ({ authorization: `Bearer ${tokens[user]}` });
   const tusApp: TusApp = {
