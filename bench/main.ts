@@ -13,7 +13,7 @@ import { loginFigures } from './figures/login.ts';
 import { requestFigures } from './figures/requests.ts';
 import { scanFigures } from './figures/scan.ts';
 import { soak, soakReport, type SoakResult } from './figures/soak.ts';
-import { thumbnailFigures } from './figures/thumbnail.ts';
+import { renderFigures, thumbnailFigures } from './figures/thumbnail.ts';
 import { transferFigures } from './figures/transfer.ts';
 import { createScratch, log, ROOT, SETTINGS, type Context, type Mode } from './lib/context.ts';
 import { writePhoto, writeRandomFile } from './lib/files.ts';
@@ -35,6 +35,7 @@ const GROUPS: Group[] = [
   { name: 'scanning', figures: ['9'], run: scanFigures },
   { name: 'requests per second', figures: ['5', '7b'], run: requestFigures },
   { name: 'first thumbnail', figures: ['7a'], run: thumbnailFigures },
+  { name: 'first rendition', figures: ['7d'], run: renderFigures },
   { name: 'list latency', figures: ['6'], run: listFigures },
   { name: 'login storm', figures: ['8'], run: loginFigures },
 ];
@@ -51,7 +52,7 @@ if (args.quick && args.full) throw new Error('--quick or --full, not both');
 const mode: Mode = args.full ? 'full' : 'quick';
 const settings = SETTINGS[mode];
 const only = args.only?.split(',').map((s) => s.trim());
-// `--only 7` selects 7a and 7b.
+// `--only 7` selects 7a, 7b and 7d.
 const groups = GROUPS.filter((g) => !only || g.figures.some((f) => only.some((o) => f.startsWith(o))));
 
 const startedAt = new Date();
