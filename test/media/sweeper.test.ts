@@ -234,6 +234,7 @@ describe('steps that fail', () => {
         'expired reservations': 'failed',
         'ended sessions': 'failed',
         'expired links': 'failed',
+        'rendition cache': 'failed',
         'spool files': 1,
       });
       expect(await exists(spool)).toBe(false);
@@ -248,6 +249,7 @@ describe('steps that fail', () => {
           'expired reservations',
           'orphaned blobs',
           'orphaned renditions',
+          'rendition cache',
         ].sort(),
       );
     } finally {

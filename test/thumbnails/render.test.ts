@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { RenderSpec } from '../../src/images/image-processor.ts';
 import type { MediaRecord } from '../../src/media/media-repo.ts';
 import {
+  difference,
   expectError,
   fixture,
   imageBytes,
@@ -96,14 +97,8 @@ describe('sizes and fits', () => {
       .resize(240, 240, { fit: 'fill' })
       .png()
       .toBuffer();
-    const diff = async (a: Buffer, b: Buffer) => {
-      const [x, y] = await Promise.all([a, b].map((i) => sharp(i).greyscale().raw().toBuffer()));
-      let sum = 0;
-      for (let i = 0; i < x!.length; i++) sum += Math.abs(x![i]! - y![i]!);
-      return sum / x!.length;
-    };
-    expect(await diff(cover, centre)).toBeLessThan(3);
-    expect(await diff(cover, squeezed)).toBeGreaterThan(2 * (await diff(cover, centre)));
+    expect(await difference(cover, centre)).toBeLessThan(3);
+    expect(await difference(cover, squeezed)).toBeGreaterThan(2 * (await difference(cover, centre)));
   });
 });
 

@@ -162,6 +162,20 @@ function cacheSuite(
       expect(await app.services.renditionCache.totalBytes()).toBe(old.length);
       await expectWithinBudget();
     });
+
+    test("the sweeper drops the rows of items that are gone (a delete's rows and blobs are removed with it)", async () => {
+      const { db } = app.services.database;
+      await db
+        .insertInto('renditions')
+        .values({ key: 'thumbs/gone/256.webp', media_id: 'gone', bytes: 10, last_used_at: clock.now() })
+        .execute();
+      const outcome = await app.services.sweeper.sweep();
+      expect(outcome['rendition cache']).toBe(1);
+      expect(
+        await db.selectFrom('renditions').select('key').where('media_id', '=', 'gone').execute(),
+      ).toEqual([]);
+      await expectWithinBudget();
+    });
   });
 }
 
