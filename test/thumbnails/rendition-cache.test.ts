@@ -3,6 +3,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ImageProcessor } from '../../src/images/image-processor.ts';
+import { originalImageSource } from '../../src/media/image-source.ts';
+import { Thumbnails } from '../../src/media/thumbnails.ts';
 import { ManualClock } from '../helpers/clock.ts';
 import { FIXTURES } from '../helpers/common.ts';
 import { createTestDatabase, pgAvailable } from '../helpers/postgres.ts';
@@ -160,6 +162,36 @@ function cacheSuite(
       const served = await imageBytes(await app.thumbnail(item.id));
       expect(served.equals(old)).toBe(true);
       expect(await app.services.renditionCache.totalBytes()).toBe(old.length);
+      await expectWithinBudget();
+    });
+
+    test('a rendition evicted between finding it and reading it is rendered again, never an error', async () => {
+      await clear();
+      const { storage, images, renditionCache, media } = app.services;
+      // Nothing kept in memory, so the second request goes to storage.
+      const thumbnails = new Thumbnails({
+        storage,
+        images,
+        source: originalImageSource(storage, path.join(app.dir, 'tmp')),
+        cache: renditionCache,
+        memoryBudgetBytes: 1,
+      });
+      const item = await app.uploadFile(await fixture('DSCN0025.jpg'), 'race.jpg');
+      const record = (await media.find(item.id))!;
+      const spec = { width: 120, height: undefined, fit: 'inside', format: 'jpeg', quality: 80 } as const;
+      const first = await thumbnails.render(record, spec);
+      expect(await onDisk()).toEqual(new Map([[`${item.id}/r-120x0-inside-q80.jpeg`, unit]]));
+      // Another request's eviction lands between this one's stat and its read.
+      const read = storage.read.bind(storage);
+      storage.read = async (...args: Parameters<typeof read>) => {
+        delete (storage as { read?: unknown }).read;
+        await renditionCache.makeRoom(budget);
+        expect(await onDisk()).toEqual(new Map());
+        return read(...args);
+      };
+      const second = await thumbnails.render(record, spec);
+      expect(second.bytes?.equals(first.bytes!)).toBe(true);
+      expect(await onDisk()).toEqual(new Map([[`${item.id}/r-120x0-inside-q80.jpeg`, unit]]));
       await expectWithinBudget();
     });
 
