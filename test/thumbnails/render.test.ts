@@ -359,6 +359,43 @@ describe('settings', () => {
     }
   });
 
+  test("renders take the image processor's slots: past its queue, 503 with Retry-After, never a 500", async () => {
+    const busy = await startThumbApp({ STOWAGE_IMAGE_CONCURRENCY: '1', STOWAGE_IMAGE_QUEUE: '0' });
+    try {
+      const large = await sharp(await fixture('DSCN0025.jpg'))
+        .resize(4000, 3000, { fit: 'fill' })
+        .jpeg({ quality: 90 })
+        .toBuffer();
+      const item = await busy.uploadFile(large, 'large.jpg');
+      const { images } = busy.services;
+      const real = images.render.bind(images);
+      let started!: () => void;
+      const slowOneRunning = new Promise<void>((resolve) => (started = resolve));
+      // Instrumentation only: says when the real processor has the render (it takes the slot at once).
+      images.render = (...args: Parameters<typeof real>) => {
+        const rendering = real(...args);
+        started();
+        return rendering;
+      };
+      const get = (query: string) => busy.request('GET', `/api/media/${item.id}/render?${query}`);
+      try {
+        // A full-size AVIF (a second or more) holds the only slot…
+        const slow = get('w=2560&h=2560&format=avif');
+        await slowOneRunning;
+        // …so another render, with no room to wait, is refused at once.
+        const refused = await get('w=100');
+        expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+        await expectError(refused, 503, 'UNAVAILABLE');
+        await imageBytes(await slow, 'image/avif');
+        await imageBytes(await get('w=100'));
+      } finally {
+        delete (images as { render?: unknown }).render;
+      }
+    } finally {
+      await busy.close();
+    }
+  });
+
   test('renders are limited per user, and per client address (IPv6 /64) without a token', async () => {
     const limited = await startThumbApp({ STOWAGE_RENDER_RATE_LIMIT: '3', STOWAGE_TRUST_PROXY: '127.0.0.1' });
     try {
