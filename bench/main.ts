@@ -15,7 +15,7 @@ import { requestFigures } from './figures/requests.ts';
 import { s3Figures } from './figures/s3.ts';
 import { scanFigures } from './figures/scan.ts';
 import { soak, soakReport, type SoakResult } from './figures/soak.ts';
-import { thumbnailFigures } from './figures/thumbnail.ts';
+import { renderFigures, thumbnailFigures } from './figures/thumbnail.ts';
 import { transferFigures } from './figures/transfer.ts';
 import { createScratch, log, ROOT, SETTINGS, type Context, type Mode } from './lib/context.ts';
 import { writePhoto, writeRandomFile } from './lib/files.ts';
@@ -38,6 +38,7 @@ const GROUPS: Group[] = [
   { name: 'S3 storage', figures: ['10', '10b', '11', '11b'], run: s3Figures },
   { name: 'requests per second', figures: ['5', '7b'], run: requestFigures },
   { name: 'first thumbnail', figures: ['7a'], run: thumbnailFigures },
+  { name: 'first rendition', figures: ['7d'], run: renderFigures },
   { name: 'list latency', figures: ['6'], run: listFigures },
   { name: 'login storm', figures: ['8'], run: loginFigures },
   { name: 'media metadata', figures: ['7c', '12'], run: mediaMetadataFigures },

@@ -22,6 +22,7 @@ import { registerMultipart } from './http/plugins/multipart.ts';
 import { tusDiscoveryRoutes, tusRoutes } from './http/routes/tus.ts';
 import { thumbnailRoutes } from './http/routes/thumbnail.ts';
 import { consoleRoutes } from './http/routes/console.ts';
+import { renderRoutes } from './http/routes/render.ts';
 import { jsonEtags } from './http/plugins/json-etag.ts';
 import { createOffload } from './http/offload.ts';
 import { clientAddressKey } from './util/client-address.ts';
@@ -103,6 +104,14 @@ export async function buildApp(services: Services, logger: Logger): Promise<Fast
       thumbnails: services.thumbnails,
       sizes: config.thumbnailSizes,
     });
+    if (config.render) {
+      await renderRoutes(open, {
+        ...contentDeps,
+        thumbnails: services.thumbnails,
+        counters: services.counters,
+        perMinute: config.renderRateLimit,
+      });
+    }
     await tusDiscoveryRoutes(open, services.tus);
     if (config.console.enabled) {
       await consoleRoutes(open, { dir: config.console.dir, warn: (message) => logger.warn(message) });

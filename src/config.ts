@@ -48,6 +48,12 @@ export interface Config {
   jwtKeyFile: string;
   linkKeyFile: string;
   thumbnailSizes: number[];
+  /** Whether GET /api/media/{id}/render exists (STOWAGE_RENDER). */
+  render: boolean;
+  /** Renditions rendered per minute per user, or per client address without a token; 0 is off. */
+  renderRateLimit: number;
+  /** Most bytes all stored thumbnails and renditions take together (least recently used go first). */
+  renditionCacheBytes: number;
   /** Requests per minute per authenticated user (or client address); 0 turns the limit off. */
   userRateLimit: number;
   /** Failed logins per client address across all usernames before that address is locked out. */
@@ -337,6 +343,9 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
       get('STOWAGE_LINK_KEY_FILE') ?? path.join(dataDir, 'keys', 'link-hmac.key'),
     ),
     thumbnailSizes,
+    render: bool('STOWAGE_RENDER', true),
+    renderRateLimit: int('STOWAGE_RENDER_RATE_LIMIT', 300, 0),
+    renditionCacheBytes: int('STOWAGE_RENDITION_CACHE_BYTES', 1024 ** 3, 1),
     userRateLimit: int('STOWAGE_RATE_LIMIT_PER_MINUTE', 1200, 0),
     loginAddressLimit: int('STOWAGE_LOGIN_ADDRESS_LIMIT', 50, 1),
     uploadExpiry: int('STOWAGE_UPLOAD_EXPIRY', 86_400, 60),

@@ -32,6 +32,8 @@ import { Sweeper, type SweepScheduler } from './media/sweeper.ts';
 import { ScratchLease } from './storage/scratch.ts';
 import { TusUploads } from './uploads/tus/tus-uploads.ts';
 import { Thumbnails } from './media/thumbnails.ts';
+import { RenditionCache } from './media/rendition-cache.ts';
+import { mediaImageSource } from './media/image-source.ts';
 import { createTusStore } from './uploads/tus/tus-store.ts';
 import type { Locker } from '@tus/utils';
 import type { Clock } from './util/clock.ts';
@@ -67,6 +69,8 @@ export interface Services {
   video: VideoTools | null;
   metadata: MetadataReader;
   backfill: MetadataBackfill;
+  /** The index and byte budget of stored thumbnails and renditions. */
+  renditionCache: RenditionCache;
   /** /readyz's checks, at most 1 s old; they also tell the breakers when a dependency is back. */
   readiness: Readiness;
   close(): Promise<void>;
@@ -252,6 +256,16 @@ export async function createServices(
       logger,
       locker,
     });
+    const renditionCache = new RenditionCache(database.db, storage, {
+      budgetBytes: config.renditionCacheBytes,
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+    const thumbnails = new Thumbnails({
+      storage,
+      images,
+      source: mediaImageSource(storage, spoolDir, video),
+      cache: renditionCache,
+    });
     const sweeper = new Sweeper({
       storage,
       repo,
@@ -269,6 +283,7 @@ export async function createServices(
       name: 'old audit entries',
       run: ({ now }) => audit.purgeBefore(now - config.auditDays * DAY_MS),
     });
+    sweeper.addStep({ name: 'rendition cache', run: () => renditionCache.reconcile() });
     sweeper.start();
     closers.push(() => sweeper.stop());
     const backfill = new MetadataBackfill({
@@ -302,10 +317,11 @@ export async function createServices(
       sweeper,
       tus,
       audit,
-      thumbnails: new Thumbnails(storage, images, spoolDir, undefined, video),
+      thumbnails,
       video,
       metadata,
       backfill,
+      renditionCache,
       readiness: new Readiness(
         {
           database: async () => {

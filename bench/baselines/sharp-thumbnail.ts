@@ -1,16 +1,19 @@
 /**
- * Baseline of figure 7: sharp alone rendering the thumbnail Stowage renders on first request, with
- * the same options (src/images/image-processor.ts: failOn error, sequential read, auto-orient,
- * fit inside SIZE×SIZE without enlargement, WebP quality 80 effort 4), from the same file. One
- * untimed render first (Stowage's sharp has likewise already decoded the image when it probed
- * the upload), then one timed render; prints its milliseconds.
+ * Baseline of figures 7a and 7d: sharp alone rendering the thumbnail or rendition Stowage renders
+ * on first request, with the same options (src/images/image-processor.ts: failOn error,
+ * sequential read, auto-orient, fit inside WIDTH×HEIGHT without enlargement or, with FIT, as
+ * FIT says, WebP quality 80 effort 4), from the same file. One untimed render first (Stowage's
+ * sharp has likewise already decoded the image when it probed the upload), then one timed
+ * render; prints its milliseconds.
  *
- * usage: node sharp-thumbnail.ts FILE SIZE
+ * usage: node sharp-thumbnail.ts FILE WIDTH [HEIGHT FIT]
  */
 import sharp from 'sharp';
 
-const [file, sizeArg] = process.argv.slice(2);
-const size = Number(sizeArg ?? 256);
+const [file, widthArg, heightArg, fitArg] = process.argv.slice(2);
+const width = Number(widthArg ?? 256);
+const height = heightArg === undefined ? width : Number(heightArg);
+const fit = (fitArg ?? 'inside') as 'inside' | 'contain' | 'cover';
 
 function render(): Promise<Buffer> {
   return sharp(file, {
@@ -19,7 +22,12 @@ function render(): Promise<Buffer> {
     sequentialRead: true,
     autoOrient: true,
   })
-    .resize(size, size, { fit: 'inside', withoutEnlargement: true })
+    .resize(width, height, {
+      fit,
+      withoutEnlargement: fit === 'inside',
+      position: 'centre',
+      background: { r: 255, g: 255, b: 255, alpha: 0 },
+    })
     .timeout({ seconds: 30 })
     .webp({ quality: 80, effort: 4 })
     .toBuffer();

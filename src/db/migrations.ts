@@ -160,6 +160,26 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0007_renditions': {
+    async up(db: Kysely<unknown>) {
+      // The rendition cache's index: every stored thumbnail and rendition with its size and when it
+      // was last served, so that the cache can be held under its byte budget, least recently used
+      // going first. A rendition stored before this migration gets its row when next served.
+      await db.schema
+        .createTable('renditions')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('media_id', 'text', (c) => c.notNull())
+        .addColumn('bytes', 'bigint', (c) => c.notNull())
+        .addColumn('last_used_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('renditions_last_used')
+        .on('renditions')
+        .columns(['last_used_at', 'key'])
+        .execute();
+      await db.schema.createIndex('renditions_media').on('renditions').column('media_id').execute();
+    },
+  },
   '0008_trash': {
     async up(db: Kysely<unknown>) {
       // When the item was moved to the trash (null: it is not in the trash). A trashed item keeps

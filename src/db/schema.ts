@@ -88,6 +88,14 @@ export interface AuditLogTable {
   outcome: string;
 }
 
+/** A stored thumbnail or rendition, for the rendition cache's byte budget (src/media/rendition-cache.ts). */
+export interface RenditionsTable {
+  key: string;
+  media_id: string;
+  bytes: number;
+  last_used_at: number;
+}
+
 export interface Database {
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
@@ -97,4 +105,5 @@ export interface Database {
   reservations: ReservationsTable;
   links: LinksTable;
   audit_log: AuditLogTable;
+  renditions: RenditionsTable;
 }

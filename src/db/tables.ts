@@ -14,6 +14,7 @@ export const TABLES = [
   'usage',
   'reservations',
   'audit_log',
+  'renditions',
 ] as const satisfies readonly (keyof Database)[];
 
 type Unlisted = Exclude<keyof Database, (typeof TABLES)[number]>;

@@ -1,6 +1,6 @@
 import { Type, type TSchema } from 'typebox';
 import type { MediaRecord } from '../media/media-repo.ts';
-import { hasSourceImage } from '../media/thumbnails.ts';
+import { hasSourceImage } from '../media/image-source.ts';
 import { iso } from './schemas.ts';
 
 export const MediaItem = Type.Object(

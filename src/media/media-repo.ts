@@ -405,6 +405,8 @@ export class MediaRepo {
       if (!row) return undefined;
       await trx.deleteFrom('media_tags').where('media_id', '=', id).execute();
       await trx.deleteFrom('links').where('media_id', '=', id).execute();
+      // Its renditions' blobs go with the item (MediaService.delete): they no longer count.
+      await trx.deleteFrom('renditions').where('media_id', '=', id).execute();
       await trx
         .updateTable('usage')
         .set((eb) => ({ bytes: eb('bytes', '-', row.size), files: eb('files', '-', 1) }))

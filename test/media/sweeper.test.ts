@@ -236,6 +236,7 @@ describe('steps that fail', () => {
         'expired links': 'failed',
         trash: 'failed',
         'old audit entries': 'failed',
+        'rendition cache': 'failed',
         'spool files': 1,
       });
       expect(await exists(spool)).toBe(false);
@@ -252,6 +253,7 @@ describe('steps that fail', () => {
           'orphaned blobs',
           'orphaned renditions',
           'trash',
+          'rendition cache',
         ].sort(),
       );
     } finally {

@@ -136,6 +136,19 @@ describe.skipIf(!runs)('the app on S3', () => {
     expect(Buffer.from(await again.arrayBuffer())).toEqual(rendition);
   });
 
+  it('renders on demand from a spooled copy of the original, and keeps the rendition in the bucket', async () => {
+    const photo = await fs.readFile(
+      path.join(import.meta.dirname, '..', 'fixtures', 'images', 'DSCN0025.jpg'),
+    );
+    const item = await upload(photo, 'render.jpg');
+    const res = await get(`/api/media/${item.id}/render?w=100&h=100&fit=cover&format=jpeg`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('image/jpeg');
+    expect(Buffer.from(await res.arrayBuffer()).subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
+    expect((await bucketContents(s3)).objects).toContain(`thumbs/${item.id}/r-100x100-cover-q80.jpeg`);
+    expect(await t.services.renditionCache.totalBytes()).toBeGreaterThan(0);
+  });
+
   it('removes the blob and every rendition from the bucket when an item is deleted', async () => {
     const photo = await fs.readFile(
       path.join(import.meta.dirname, '..', 'fixtures', 'images', 'DSCN0025.jpg'),

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Thumbnails } from '../../src/media/thumbnails.ts';
+import { mediaImageSource } from '../../src/media/image-source.ts';
 import { fixture, startThumbApp, type ThumbApp } from './thumb-helpers.ts';
 
 /** Rendered thumbnails are kept in memory within a byte budget and served without storage reads. */
@@ -37,7 +38,14 @@ describe('thumbnails kept in memory', () => {
   });
 
   it('keeps no more than its budget: past it, renditions come from storage or are rendered again', async () => {
-    const tiny = new Thumbnails(t.services.storage, t.services.images, path.join(t.dir, 'tmp'), 1);
+    const { storage, images, renditionCache } = t.services;
+    const tiny = new Thumbnails({
+      storage,
+      images,
+      source: mediaImageSource(storage, path.join(t.dir, 'tmp'), null),
+      cache: renditionCache,
+      memoryBudgetBytes: 1,
+    });
     const item = await t.uploadFile(await fixture('portrait_6.jpg'), 'p.jpg');
     const record = (await t.services.media.find(item.id))!;
     renders = 0;

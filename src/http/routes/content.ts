@@ -4,6 +4,7 @@ import { Type } from 'typebox';
 import { AppError } from '../../errors.ts';
 import { originalKey } from '../../storage/key-layout.ts';
 import type { MediaRecord } from '../../media/media-repo.ts';
+import type { Caller } from '../../auth/caller.ts';
 import { mayManage, type MediaService } from '../../media/media-service.ts';
 import { identify, type AuthDeps } from '../plugins/authenticate.ts';
 import { errors } from '../schemas.ts';
@@ -32,11 +33,21 @@ export async function readableItem(
   id: string,
   token: string | undefined,
 ): Promise<MediaRecord> {
+  return (await readableItemAndCaller(deps, request, id, token)).item;
+}
+
+/** readableItem(), and who asked: the Bearer token's user, or null (a link token, a public item). */
+export async function readableItemAndCaller(
+  deps: ContentDeps,
+  request: FastifyRequest,
+  id: string,
+  token: string | undefined,
+): Promise<{ item: MediaRecord; caller: Caller | null }> {
   if (token !== undefined) {
     await deps.media.verifyLink(id, token);
     const item = await deps.media.find(id);
     if (!item) throw new AppError('NOT_FOUND', 'No such media item.');
-    return item;
+    return { item, caller: null };
   }
   if (request.headers.authorization !== undefined) {
     const caller = await identify(deps.auth, request.headers.authorization);
@@ -44,10 +55,10 @@ export async function readableItem(
     if (!item || (!mayManage(caller, item) && item.visibility !== 'public')) {
       throw new AppError('NOT_FOUND', 'No such media item.');
     }
-    return item;
+    return { item, caller };
   }
   const item = await deps.media.find(id);
-  if (item?.visibility === 'public') return item;
+  if (item?.visibility === 'public') return { item, caller: null };
   throw new AppError('UNAUTHENTICATED');
 }
 

@@ -1,14 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { AppError, validationFailed } from '../../errors.ts';
+import { validationFailed } from '../../errors.ts';
 import { negotiateFormat } from '../../images/negotiate-format.ts';
-import { hasSourceImage, type Thumbnails } from '../../media/thumbnails.ts';
+import type { Thumbnails } from '../../media/thumbnails.ts';
 import { errors } from '../schemas.ts';
-import { serveBlob } from '../serve-blob.ts';
-import { ContentParams, cacheControlFor, readableItem, type ContentDeps } from './content.ts';
-
-const MIME = { webp: 'image/webp', avif: 'image/avif', jpeg: 'image/jpeg' } as const;
+import { assertRenderable, serveRendition } from '../serve-rendition.ts';
+import { ContentParams, readableItem, type ContentDeps } from './content.ts';
 
 export async function thumbnailRoutes(
   base: FastifyInstance,
@@ -34,20 +32,16 @@ export async function thumbnailRoutes(
       const { id } = request.params;
       const { size, token } = request.query;
       const item = await readableItem(deps, request, id, token);
-      if (!hasSourceImage(item))
-        throw new AppError('NOT_FOUND', 'This item has no thumbnail: it is not an image or a video.');
+      assertRenderable(item);
       if (!deps.sizes.includes(size)) {
         throw validationFailed({ path: 'query.size', message: `must be one of ${deps.sizes.join(', ')}` });
       }
       const format = negotiateFormat(request.headers.accept);
-      void reply.header('Vary', 'Accept');
-      return serveBlob(request, reply, deps.storage, {
+      return serveRendition(request, reply, deps.storage, item, {
+        format,
+        negotiated: true,
+        variant: String(size),
         locate: () => deps.thumbnails.get(item, size, format),
-        contentType: MIME[format],
-        etag: `"${item.sha256.slice(0, 32)}-${size}-${format}"`,
-        lastModified: new Date(item.createdAt),
-        disposition: null,
-        cacheControl: cacheControlFor(item),
       });
     },
   });
