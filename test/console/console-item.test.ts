@@ -10,10 +10,11 @@ import {
   type MediaApp,
   type MediaItem,
 } from '../media/media-helpers.ts';
+import { ffmpegAvailable, mediaFile } from '../video/media-files.ts';
 import { browserAvailable, launch, openContext, screenshot, signIn, VIEWPORTS } from './browser.ts';
 
 /** CONSOLE.md, "An item": the item view, its actions, sharing and deleting, in Chromium. */
-const run = browserAvailable();
+const run = browserAvailable() && ffmpegAvailable();
 
 let app: MediaApp;
 let browser: Browser;
@@ -50,6 +51,9 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
       expect(text).toContain('image/jpeg');
       expect(text).toContain(`${item.image!.width} × ${item.image!.height}`);
       expect(text).toContain('first');
+      // The camera data of the photo (a Canon EOS 40D).
+      expect(text).toMatch(/Canon EOS 40D/);
+      expect(text).toMatch(/ISO \d+/);
       for (const button of ['Download', 'Share', 'Rename', 'Delete'])
         await page.getByRole('button', { name: button, exact: true }).waitFor();
       await screenshot(page, `${name}-item`);
@@ -119,6 +123,34 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
       await expect.poll(() => revoke.count()).toBe(0);
       await expect.poll(async () => (await fetch(url)).status).toBe(401);
       expect(foreign).toEqual([]);
+      expect(problems).toEqual([]);
+      await context.close();
+    });
+
+    it('plays a video and an audio file in place, with their duration and dimensions', async () => {
+      const video = await app.uploadFile(
+        await fs.readFile(await mediaFile(app.dir, 'clip.mp4')),
+        `clip-${name}.mp4`,
+        'alice',
+      );
+      const audio = await app.uploadFile(
+        await fs.readFile(await mediaFile(app.dir, 'audio.m4a')),
+        `tone-${name}.m4a`,
+        'alice',
+      );
+      const { context, page, problems } = await openContext(browser, viewport, app.base);
+      await signIn(page, 'alice');
+      await page.goto(`/app/items/${video.id}`);
+      await page.getByRole('heading', { name: `clip-${name}.mp4` }).waitFor();
+      await expect.poll(() => page.locator('video').getAttribute('src')).toMatch(/^blob:/);
+      let text = await page.getByRole('main').textContent();
+      expect(text).toContain('320 × 240');
+      expect(text).toContain('0:03');
+      await page.goto(`/app/items/${audio.id}`);
+      await page.getByRole('heading', { name: `tone-${name}.m4a` }).waitFor();
+      await expect.poll(() => page.locator('audio').getAttribute('src')).toMatch(/^blob:/);
+      text = await page.getByRole('main').textContent();
+      expect(text).toContain('0:02');
       expect(problems).toEqual([]);
       await context.close();
     });
