@@ -195,6 +195,7 @@ export async function createServices(
       spoolDir,
     });
     const secret = await loadHmacKey(config.linkKeyFile);
+    const thumbnails = new Thumbnails(storage, images, spoolDir);
     const media = new MediaService({
       repo,
       storage,
@@ -203,6 +204,7 @@ export async function createServices(
       legacyLinks: new Signer(secret, 'link'),
       bus,
       cacheTtlMs,
+      deleted: (id) => thumbnails.forget(id),
     });
     const tus = new TusUploads({
       datastore: await createTusStore(config),
@@ -250,7 +252,7 @@ export async function createServices(
       media,
       sweeper,
       tus,
-      thumbnails: new Thumbnails(storage, images, spoolDir),
+      thumbnails,
       readiness: new Readiness(
         {
           database: async () => {

@@ -46,6 +46,7 @@ export class MediaService {
   readonly #legacyLinks: Signer;
   readonly #bus: InvalidationBus;
   readonly #clock: Clock;
+  readonly #deleted: (id: string) => void;
   /** Items and links decide access, so neither is trusted longer than ACCESS_CACHE_TTL_MS. */
   readonly #items: TtlCache<string, MediaRecord | undefined>;
   readonly #linkCache: TtlCache<string, LinkRecord | undefined>;
@@ -65,6 +66,8 @@ export class MediaService {
      */
     cacheTtlMs: number;
     clock?: Clock;
+    /** Told of every item deleted here, e.g. to drop what is remembered of it in memory. */
+    deleted?: (id: string) => void;
   }) {
     this.#repo = deps.repo;
     this.#storage = deps.storage;
@@ -73,6 +76,7 @@ export class MediaService {
     this.#legacyLinks = deps.legacyLinks;
     this.#bus = deps.bus;
     this.#clock = deps.clock ?? systemClock;
+    this.#deleted = deps.deleted ?? (() => undefined);
     const cache = {
       ttlMs: Math.min(deps.cacheTtlMs, ACCESS_CACHE_TTL_MS),
       maxEntries: 10_000,
@@ -167,6 +171,7 @@ export class MediaService {
     const deleted = await this.#repo.delete(id);
     await this.#changed(id);
     if (!deleted) throw new AppError('NOT_FOUND', 'No such media item.');
+    this.#deleted(id);
     // A failure here leaves an orphan blob, which the sweeper removes; the item is already gone.
     await Promise.allSettled([
       this.#storage.delete(originalKey(id)),
