@@ -241,6 +241,8 @@ export async function createServices(
       cacheTtlMs,
       trashDays: config.trashDays,
       ...(options.clock ? { clock: options.clock } : {}),
+      // Thumbnails is built below; a deletion comes only once the services run.
+      deleted: (id) => thumbnails.forget(id),
     });
     const tus = new TusUploads({
       datastore: await createTusStore(config),
