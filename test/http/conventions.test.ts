@@ -250,9 +250,11 @@ describe('operations endpoints', () => {
     ]) {
       expect(documented).toContain(route);
     }
-    // And everything the router knows, apart from the docs themselves and CORS preflight.
+    // And everything the router knows, apart from the docs themselves, CORS preflight and the web
+    // console's page and files (/, /app/…: HTML for people, not API).
     const registered = registeredRoutes(t.app.printRoutes({ commonPrefix: false }))
       .filter(({ path }) => !path.startsWith('/docs') && path !== '/openapi.json' && path !== '*')
+      .filter(({ path }) => path !== '/' && path !== '/app' && !path.startsWith('/app/') && path !== '/app*')
       .flatMap(({ path, methods }) =>
         methods
           .filter((m) => m !== 'HEAD' && m !== 'OPTIONS')
