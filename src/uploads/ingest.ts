@@ -16,7 +16,7 @@ import type { MediaRecord, MediaRepo, Reservations, Visibility } from '../media/
 import type { ItemMetadata, MetadataReader } from '../media/media-metadata.ts';
 import { Meter, TypeSniffer, tooLarge } from './stream-stages.ts';
 import { newId } from '../util/ids.ts';
-import { DependencyUnavailableError } from '../util/dependency-failure.ts';
+import { DependencyUnavailableError, isDependencyFailure } from '../util/dependency-failure.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 
 export interface IngestDeps {
@@ -325,11 +325,17 @@ export class Ingest {
  * `sourceError` is what the incoming stream itself failed with, if it did: a body that was cut off
  * or is malformed (e.g. multipart data ending without its closing boundary) is a bad request.
  */
-/** A failure of the storage while it took the bytes: the server's, never the client's. */
+/**
+ * A failure of the storage while it took the bytes: the server's, never the client's. An object
+ * store that refuses or cannot be reached is a dependency that is down (503, try again); a local
+ * file system error other than a full disk is a fault of this server (500).
+ */
 function asStorageError(error: unknown): AppError {
   if (isAppError(error)) return error;
   if (isStorageFull(error)) return new AppError('INSUFFICIENT_STORAGE', undefined, { cause: error });
-  return new DependencyUnavailableError('storage', error);
+  const fromObjectStore = typeof error === 'object' && error !== null && '$metadata' in error;
+  if (fromObjectStore || isDependencyFailure(error)) return new DependencyUnavailableError('storage', error);
+  return new AppError('INTERNAL', undefined, { cause: error });
 }
 
 function asUploadError(error: unknown, sourceError?: unknown): AppError {

@@ -163,10 +163,15 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
       await items.getByRole('link', { name: `camera-${name}.jpg` }).waitFor();
     }
     await page.getByLabel('Sort').selectOption({ label: 'Name' });
-    const names = await Promise.all(
-      (await items.getByRole('link').all()).map((link) => link.getAttribute('aria-label')),
-    );
-    expect(names).toEqual([...names].sort());
+    // The list is asked for again in the new order; it shows once the answer is in.
+    await expect
+      .poll(async () => {
+        const names = await Promise.all(
+          (await items.getByRole('link').all()).map((link) => link.getAttribute('aria-label')),
+        );
+        return names.length >= 2 && names.join('\n') === [...names].sort().join('\n');
+      })
+      .toBe(true);
     await screenshot(page, `${name}-library`);
     expect(foreign).toEqual([]);
     expect(problems).toEqual([]);
