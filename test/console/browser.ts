@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { startMediaApp, type MediaApp } from '../media/media-helpers.ts';
 import { PASSWORDS } from '../helpers/app.ts';
 import { required } from '../helpers/requirements.ts';
 
@@ -70,4 +72,25 @@ export async function signIn(page: Page, user: keyof typeof PASSWORDS): Promise<
   await page.getByLabel('Password').fill(PASSWORDS[user]);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('navigation').getByRole('button', { name: 'Sign out' }).waitFor();
+}
+
+/**
+ * The server and the browser a console test file drives, started once for the file (when `run`)
+ * and stopped after it.
+ */
+export function consoleSuite(
+  run: boolean,
+  env: Record<string, string> = {},
+): { app: MediaApp; browser: Browser } {
+  const suite = {} as { app: MediaApp; browser: Browser };
+  beforeAll(async () => {
+    if (!run) return;
+    suite.app = await startMediaApp(env);
+    suite.browser = await launch();
+  }, 60_000);
+  afterAll(async () => {
+    await suite.browser?.close();
+    await suite.app?.close();
+  });
+  return suite;
 }

@@ -1,25 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { PASSWORDS } from '../helpers/app.ts';
-import { pdf, sha256, startMediaApp, type MediaApp, type MediaItem } from '../media/media-helpers.ts';
-import { browserAvailable, launch, openContext, signIn, VIEWPORTS } from './browser.ts';
+import { pdf, sha256, type MediaItem } from '../media/media-helpers.ts';
+import { browserAvailable, consoleSuite, openContext, signIn, VIEWPORTS } from './browser.ts';
 
 /** CONSOLE.md: sessions, paging as one scrolls, resumable uploads, and the keyboard. */
 const run = browserAvailable();
 
-let app: MediaApp;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!run) return;
-  app = await startMediaApp();
-  browser = await launch();
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await app?.close();
-});
+const suite = consoleSuite(run);
 
 async function focusRing(page: Page): Promise<string> {
   return page.evaluate<string>(
@@ -30,13 +18,13 @@ async function focusRing(page: Page): Promise<string> {
 describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewport', (name, viewport) => {
   it('lists the sessions, marks this one, and revokes another for real', async () => {
     const device = `Other device (${name})`;
-    const login = await fetch(`${app.base}/api/auth/login`, {
+    const login = await fetch(`${suite.app.base}/api/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'user-agent': device },
       body: JSON.stringify({ username: 'bob', password: PASSWORDS.bob }),
     });
     const other = (await login.json()) as { accessToken: string };
-    const { context, page, problems } = await openContext(browser, viewport, app.base);
+    const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
     await signIn(page, 'bob');
     await page.getByRole('navigation').getByRole('link', { name: 'Sessions' }).click();
     await page.getByRole('heading', { name: 'Sessions' }).waitFor();
@@ -51,11 +39,11 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
     await row.getByRole('button', { name: 'Revoke' }).click();
     await expect.poll(() => rows.filter({ hasText: device }).count()).toBe(0);
     const me = (token: string) =>
-      fetch(`${app.base}/api/auth/me`, { headers: { authorization: `Bearer ${token}` } }).then(
+      fetch(`${suite.app.base}/api/auth/me`, { headers: { authorization: `Bearer ${token}` } }).then(
         (r) => r.status,
       );
     expect(await me(other.accessToken)).toBe(401);
-    expect(await me(app.tokens.bob)).toBe(200);
+    expect(await me(suite.app.tokens.bob)).toBe(200);
     expect(problems).toEqual([]);
     await context.close();
   });
@@ -65,8 +53,12 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
     // A library of 500 on the desktop (ten pages of the API's 50), 120 on the phone.
     const count = name === 'phone' ? 120 : 500;
     for (let i = 0; i < count; i++)
-      await app.uploadFile(pdf(10, `${name} ${i}`), `page-${name}-${String(i).padStart(3, '0')}.pdf`, owner);
-    const { context, page, problems } = await openContext(browser, viewport, app.base);
+      await suite.app.uploadFile(
+        pdf(10, `${name} ${i}`),
+        `page-${name}-${String(i).padStart(3, '0')}.pdf`,
+        owner,
+      );
+    const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
     const lists: string[] = [];
     page.on('request', (request) => request.url().includes('/api/media/list') && lists.push(request.url()));
     await signIn(page, owner);
@@ -92,7 +84,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
   }, 180_000);
 
   it('resumes an upload after the connection drops instead of starting again', async () => {
-    const { context, page, problems } = await openContext(browser, viewport, app.base);
+    const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
     await signIn(page, 'bob');
     const data = pdf(10 * 1024 * 1024, `resume ${name}`);
     const tus: { method: string; offset: string | undefined }[] = [];
@@ -118,7 +110,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
     const head = tus.findIndex((r) => r.method === 'HEAD');
     expect(head).toBeGreaterThan(0);
     expect(tus.slice(head).find((r) => r.method === 'PATCH')?.offset).toBe(String(8 * 1024 * 1024));
-    const items = (await app.api('GET', '/api/media/list?limit=100&q=resume', { as: 'bob' })).json<{
+    const items = (await suite.app.api('GET', '/api/media/list?limit=100&q=resume', { as: 'bob' })).json<{
       items: MediaItem[];
     }>();
     expect(items.items.filter((i) => i.filename === `resume-${name}.pdf`).map((i) => i.sha256)).toEqual([
@@ -129,7 +121,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
   }, 60_000);
 
   it('uploads files dropped on the page', async () => {
-    const { context, page, problems } = await openContext(browser, viewport, app.base);
+    const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
     await signIn(page, 'bob');
     const data = pdf(1000, `dropped ${name}`);
     const dataTransfer = await page.evaluateHandle(
@@ -145,7 +137,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
       .getByRole('list', { name: 'Items' })
       .getByRole('link', { name: `dropped-${name}.pdf` })
       .waitFor();
-    const items = (await app.api('GET', '/api/media/list?q=dropped', { as: 'bob' })).json<{
+    const items = (await suite.app.api('GET', '/api/media/list?q=dropped', { as: 'bob' })).json<{
       items: MediaItem[];
     }>();
     expect(items.items.map((i) => i.sha256)).toContain(sha256(data));
@@ -154,7 +146,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
   });
 
   it('works from the keyboard alone, with a visible focus ring', async () => {
-    const { context, page } = await openContext(browser, viewport, app.base);
+    const { context, page } = await openContext(suite.browser, viewport, suite.app.base);
     await page.goto('/');
     await page.getByLabel('Username').waitFor();
     await page.keyboard.press('Tab');

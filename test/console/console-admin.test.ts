@@ -1,39 +1,28 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
-import { FIXTURES, pdf, startMediaApp, type MediaApp } from '../media/media-helpers.ts';
-import { browserAvailable, launch, openContext, signIn, VIEWPORTS } from './browser.ts';
+import { describe, expect, it } from 'vitest';
+import { FIXTURES, pdf } from '../media/media-helpers.ts';
+import { browserAvailable, consoleSuite, openContext, signIn, VIEWPORTS } from './browser.ts';
 
 /** CONSOLE.md, "Admins", and the ThumbHash placeholders of the library. */
 const run = browserAvailable();
 
-let app: MediaApp;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!run) return;
-  app = await startMediaApp();
-  browser = await launch();
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await app?.close();
-});
+const suite = consoleSuite(run);
 
 describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewport', (name, viewport) => {
   it('shows admins the users with usage and sessions, and ends a user’s sessions', async () => {
-    await app.uploadFile(pdf(5000, `bob ${name}`), `bob-${name}.pdf`, 'bob');
-    const bob = await app.login('bob');
-    const { context, page, problems } = await openContext(browser, viewport, app.base);
+    await suite.app.uploadFile(pdf(5000, `bob ${name}`), `bob-${name}.pdf`, 'bob');
+    const bob = await suite.app.login('bob');
+    const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
     await signIn(page, 'root');
     const nav = page.getByRole('navigation');
     await nav.getByRole('link', { name: 'Users' }).click();
     await page.getByRole('heading', { name: 'Users' }).waitFor();
     const row = page.getByRole('table').getByRole('row').filter({ hasText: 'bob' });
     await row.waitFor();
-    const usage = (await app.api('GET', '/api/users/me', { as: 'bob' })).json<{ usage: { files: number } }>();
+    const usage = (await suite.app.api('GET', '/api/users/me', { as: 'bob' })).json<{
+      usage: { files: number };
+    }>();
     const cells = await row.getByRole('cell').allTextContents();
     expect(cells[0]).toBe('bob');
     expect(cells[1]).toBe('user');
@@ -41,20 +30,20 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
     expect(Number(cells[4])).toBeGreaterThanOrEqual(1);
     await row.getByRole('button', { name: 'End sessions' }).click();
     await page.getByRole('status').filter({ hasText: 'bob' }).waitFor();
-    const me = await fetch(`${app.base}/api/auth/me`, {
+    const me = await fetch(`${suite.app.base}/api/auth/me`, {
       headers: { authorization: `Bearer ${bob.accessToken}` },
     });
     expect(me.status).toBe(401);
     await expect.poll(async () => (await row.getByRole('cell').allTextContents())[4]).toBe('0');
     // Log back in for the tests that follow (the app's own token for bob was ended too).
-    app.tokens.bob = (await app.login('bob')).accessToken;
+    suite.app.tokens.bob = (await suite.app.login('bob')).accessToken;
     expect(problems).toEqual([]);
     await context.close();
   });
 
   it('shows admins the audit log, filtered by user and action', async () => {
-    await app.login('alice');
-    const { context, page, problems } = await openContext(browser, viewport, app.base);
+    await suite.app.login('alice');
+    const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
     await signIn(page, 'root');
     await page.getByRole('navigation').getByRole('link', { name: 'Audit log' }).click();
     await page.getByRole('heading', { name: 'Audit log' }).waitFor();
@@ -74,7 +63,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
   });
 
   it('keeps the admin views from other users', async () => {
-    const { context, page } = await openContext(browser, viewport, app.base);
+    const { context, page } = await openContext(suite.browser, viewport, suite.app.base);
     await signIn(page, 'alice');
     expect(await page.getByRole('link', { name: 'Users' }).count()).toBe(0);
     await page.goto('/app/users');
@@ -84,9 +73,9 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
 
   it('shows the ThumbHash placeholder while a thumbnail loads', async () => {
     const jpeg = await fs.readFile(path.join(FIXTURES, 'Canon_40D.jpg'));
-    const item = await app.uploadFile(jpeg, `placeholder-${name}.jpg`, 'alice');
+    const item = await suite.app.uploadFile(jpeg, `placeholder-${name}.jpg`, 'alice');
     expect(typeof (item as { placeholder?: unknown }).placeholder).toBe('string');
-    const { context, page, problems } = await openContext(browser, viewport, app.base);
+    const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
     // Thumbnails wait until the test has seen the placeholder.
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));

@@ -1,43 +1,23 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
-import {
-  FIXTURES,
-  pdf,
-  sha256,
-  startMediaApp,
-  type MediaApp,
-  type MediaItem,
-} from '../media/media-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { FIXTURES, pdf, sha256, type MediaItem } from '../media/media-helpers.ts';
 import { ffmpegAvailable, mediaFile } from '../video/media-files.ts';
-import { browserAvailable, launch, openContext, screenshot, signIn, VIEWPORTS } from './browser.ts';
+import { browserAvailable, consoleSuite, openContext, screenshot, signIn, VIEWPORTS } from './browser.ts';
 
 /** CONSOLE.md, "An item": the item view, its actions, sharing and deleting, in Chromium. */
 const run = browserAvailable() && ffmpegAvailable();
 
-let app: MediaApp;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!run) return;
-  // Links may live a day here: "7 days" is then refused, which shows an API error in words.
-  app = await startMediaApp({ STOWAGE_LINK_MAX_TTL: '86400' });
-  browser = await launch();
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await app?.close();
-});
+// Links may live a day here: "7 days" is then refused, which shows an API error in words.
+const suite = consoleSuite(run, { STOWAGE_LINK_MAX_TTL: '86400' });
 
 describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
   'an item in the console at a %s viewport',
   (name, viewport) => {
     it('shows the item, downloads it, and saves visibility, tags and a new name', async () => {
       const jpeg = await fs.readFile(path.join(FIXTURES, 'Canon_40D.jpg'));
-      const item = await app.uploadFile(jpeg, `photo-${name}.jpg`, 'alice', { tags: 'first' });
-      const { context, page, foreign, problems } = await openContext(browser, viewport, app.base);
+      const item = await suite.app.uploadFile(jpeg, `photo-${name}.jpg`, 'alice', { tags: 'first' });
+      const { context, page, foreign, problems } = await openContext(suite.browser, viewport, suite.app.base);
       await signIn(page, 'alice');
       await page
         .getByRole('list', { name: 'Items' })
@@ -65,13 +45,13 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
 
       await page.getByLabel('Visibility').selectOption({ label: 'Public' });
       await expect
-        .poll(async () => (await app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().visibility)
+        .poll(async () => (await suite.app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().visibility)
         .toBe('public');
 
       await page.getByLabel('Tags').fill('beach, summer');
       await page.getByRole('button', { name: 'Save', exact: true }).click();
       await expect
-        .poll(async () => (await app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().tags)
+        .poll(async () => (await suite.app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().tags)
         .toEqual(['beach', 'summer']);
 
       await page.getByRole('button', { name: 'Rename', exact: true }).click();
@@ -79,7 +59,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
       await dialog.getByLabel('File name').fill(`renamed-${name}.jpg`);
       await dialog.getByRole('button', { name: 'Rename' }).click();
       await page.getByRole('heading', { name: `renamed-${name}.jpg` }).waitFor();
-      expect((await app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().filename).toBe(
+      expect((await suite.app.api('GET', `/api/media/${item.id}`)).json<MediaItem>().filename).toBe(
         `renamed-${name}.jpg`,
       );
       expect(foreign).toEqual([]);
@@ -89,8 +69,8 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
 
     it('shares a link that works, copies it, shows refusals in words, and revokes it', async () => {
       const doc = pdf(2000, `shared ${name}`);
-      const item = await app.uploadFile(doc, `shared-${name}.pdf`, 'alice');
-      const { context, page, foreign, problems } = await openContext(browser, viewport, app.base);
+      const item = await suite.app.uploadFile(doc, `shared-${name}.pdf`, 'alice');
+      const { context, page, foreign, problems } = await openContext(suite.browser, viewport, suite.app.base);
       await signIn(page, 'alice');
       await page.goto(`/app/items/${item.id}`);
       await page.getByRole('heading', { name: `shared-${name}.pdf` }).waitFor();
@@ -128,17 +108,17 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
     });
 
     it('plays a video and an audio file in place, with their duration and dimensions', async () => {
-      const video = await app.uploadFile(
-        await fs.readFile(await mediaFile(app.dir, 'clip.mp4')),
+      const video = await suite.app.uploadFile(
+        await fs.readFile(await mediaFile(suite.app.dir, 'clip.mp4')),
         `clip-${name}.mp4`,
         'alice',
       );
-      const audio = await app.uploadFile(
-        await fs.readFile(await mediaFile(app.dir, 'audio.m4a')),
+      const audio = await suite.app.uploadFile(
+        await fs.readFile(await mediaFile(suite.app.dir, 'audio.m4a')),
         `tone-${name}.m4a`,
         'alice',
       );
-      const { context, page, problems } = await openContext(browser, viewport, app.base);
+      const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
       await signIn(page, 'alice');
       await page.goto(`/app/items/${video.id}`);
       await page.getByRole('heading', { name: `clip-${name}.mp4` }).waitFor();
@@ -156,21 +136,21 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))(
     });
 
     it('asks before deleting, and Cancel keeps the item', async () => {
-      const item = await app.uploadFile(pdf(100, `delete ${name}`), `doomed-${name}.pdf`, 'alice');
-      const { context, page, problems } = await openContext(browser, viewport, app.base);
+      const item = await suite.app.uploadFile(pdf(100, `delete ${name}`), `doomed-${name}.pdf`, 'alice');
+      const { context, page, problems } = await openContext(suite.browser, viewport, suite.app.base);
       await signIn(page, 'alice');
       await page.goto(`/app/items/${item.id}`);
       await page.getByRole('button', { name: 'Delete', exact: true }).click();
       let dialog = page.getByRole('dialog');
       await dialog.getByRole('button', { name: 'Cancel' }).click();
       await expect.poll(() => page.getByRole('dialog').count()).toBe(0);
-      expect((await app.api('GET', `/api/media/${item.id}`)).status).toBe(200);
+      expect((await suite.app.api('GET', `/api/media/${item.id}`)).status).toBe(200);
 
       await page.getByRole('button', { name: 'Delete', exact: true }).click();
       dialog = page.getByRole('dialog');
       await dialog.getByRole('button', { name: 'Delete' }).click();
       await page.getByRole('heading', { name: 'Library' }).waitFor();
-      expect((await app.api('GET', `/api/media/${item.id}`)).status).toBe(404);
+      expect((await suite.app.api('GET', `/api/media/${item.id}`)).status).toBe(404);
       expect(await page.getByRole('link', { name: `doomed-${name}.pdf` }).count()).toBe(0);
       expect(problems).toEqual([]);
       await context.close();

@@ -1,17 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { PASSWORDS } from '../helpers/app.ts';
-import {
-  FIXTURES,
-  pdf,
-  sha256,
-  startMediaApp,
-  type MediaApp,
-  type MediaItem,
-} from '../media/media-helpers.ts';
-import { browserAvailable, launch, openContext, screenshot, signIn, VIEWPORTS } from './browser.ts';
+import { FIXTURES, pdf, sha256, type MediaItem } from '../media/media-helpers.ts';
+import { browserAvailable, consoleSuite, openContext, screenshot, signIn, VIEWPORTS } from './browser.ts';
 
 /**
  * The web console in a real Chromium, driven only through roles and accessible names, the way
@@ -20,19 +13,7 @@ import { browserAvailable, launch, openContext, screenshot, signIn, VIEWPORTS } 
  */
 const run = browserAvailable();
 
-let app: MediaApp;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!run) return;
-  app = await startMediaApp({ STOWAGE_LINK_MAX_TTL: '86400' });
-  browser = await launch();
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await app?.close();
-});
+const suite = consoleSuite(run, { STOWAGE_LINK_MAX_TTL: '86400' });
 
 /** The Authorization header the console sends, read off its requests. */
 function tokensSeen(page: Page): Set<string> {
@@ -45,12 +26,12 @@ function tokensSeen(page: Page): Set<string> {
 }
 
 async function statusWith(token: string, url = '/api/auth/me'): Promise<number> {
-  return (await fetch(`${app.base}${url}`, { headers: { authorization: `Bearer ${token}` } })).status;
+  return (await fetch(`${suite.app.base}${url}`, { headers: { authorization: `Bearer ${token}` } })).status;
 }
 
 describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewport', (name, viewport) => {
   it('signs in, keeps the session across a reload without localStorage, and signs out for real', async () => {
-    const { context, page, foreign, problems } = await openContext(browser, viewport, app.base);
+    const { context, page, foreign, problems } = await openContext(suite.browser, viewport, suite.app.base);
     const tokens = tokensSeen(page);
     await page.goto('/');
     // A wrong password: an alert, the username kept, the password emptied.
@@ -96,7 +77,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
   });
 
   it('uploads through tus with progress, names refused files, and lists, searches, filters and sorts', async () => {
-    const { context, page, foreign, problems } = await openContext(browser, viewport, app.base);
+    const { context, page, foreign, problems } = await openContext(suite.browser, viewport, suite.app.base);
     await signIn(page, 'bob');
     const jpeg = await fs.readFile(path.join(FIXTURES, 'Canon_40D.jpg'));
     const doc = pdf(3 * 1024 * 1024, `report ${name}`);
@@ -131,7 +112,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
           .getAttribute('src'),
       )
       .toMatch(/^blob:/);
-    const stored = (await app.api('GET', '/api/media/list?limit=100', { as: 'bob' })).json<{
+    const stored = (await suite.app.api('GET', '/api/media/list?limit=100', { as: 'bob' })).json<{
       items: MediaItem[];
     }>();
     const report = stored.items.find((i) => i.filename === `report-${name}.pdf`);

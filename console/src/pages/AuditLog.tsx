@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { authedFetch, errorFrom, messageOf } from '../api';
 import { formatDate } from '../format';
+import { Alert } from '../components/Alert';
 
 interface Entry {
   id: string;
@@ -72,11 +73,7 @@ export function AuditLog() {
           </select>
         </label>
       </div>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       <div class="table">
         <table>
           <thead>

@@ -4,6 +4,7 @@ import { formatBytes, formatDate, formatDuration } from '../format';
 import { kindOf, metadataOf, type Item } from '../items';
 import { navigate } from '../router';
 import { Dialog } from '../components/Dialog';
+import { Alert } from '../components/Alert';
 
 interface Link {
   id: string;
@@ -249,23 +250,13 @@ export function ItemPage({ id }: { id: string }) {
   };
 
   if (!item) {
-    return error ? (
-      <p role="alert" class="error">
-        {error}
-      </p>
-    ) : (
-      <p class="loading">Loading…</p>
-    );
+    return error ? <Alert message={error} /> : <p class="loading">Loading…</p>;
   }
 
   return (
     <article class="item">
       <h1>{item.filename}</h1>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       {saved && <p role="status">{saved}</p>}
       <div class="preview">
         <Preview item={item} />

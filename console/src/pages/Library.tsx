@@ -4,6 +4,7 @@ import type { Item, ListQuery } from '../items';
 import { onLink } from '../router';
 import { Thumb } from '../components/Thumb';
 import { startUpload, type UploadState } from '../uploads';
+import { Alert } from '../components/Alert';
 
 const TYPES = [
   ['', 'All'],
@@ -190,11 +191,7 @@ export function Library() {
         </ul>
       )}
 
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       <ul class="grid" aria-label="Items">
         {items.map((item) => (
           <li key={item.id}>

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, messageOf, ok } from '../api';
 import { formatDate } from '../format';
 import type { paths } from '../api-schema';
+import { Alert } from '../components/Alert';
 
 type SessionRow =
   paths['/api/auth/sessions']['get']['responses'][200]['content']['application/json']['items'][number];
@@ -27,11 +28,7 @@ export function Sessions() {
   return (
     <section>
       <h1>Sessions</h1>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       {rows && (
         <div class="table">
           <table>

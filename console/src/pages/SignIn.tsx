@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { messageOf, session } from '../api';
 import { navigate } from '../router';
+import { Alert } from '../components/Alert';
 
 export function SignIn() {
   const [username, setUsername] = useState('');
@@ -48,11 +49,7 @@ export function SignIn() {
             onInput={(e) => setPassword(e.currentTarget.value)}
           />
         </label>
-        {error && (
-          <p role="alert" class="error">
-            {error}
-          </p>
-        )}
+        <Alert message={error} />
         <button type="submit" disabled={busy}>
           Sign in
         </button>

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { authedFetch, errorFrom, messageOf } from '../api';
 import { formatBytes } from '../format';
+import { Alert } from '../components/Alert';
 
 interface UserRow {
   username: string;
@@ -40,11 +41,7 @@ export function Users() {
   return (
     <section>
       <h1>Users</h1>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       {status && <p role="status">{status}</p>}
       {rows && (
         <div class="table">
