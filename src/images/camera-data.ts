@@ -42,6 +42,28 @@ const TAGS = [
 ];
 
 /**
+ * One options object for every parse: exifr caches the Options it builds from an options object in
+ * a Map keyed by that object, for ever, so a fresh literal per call kept one Options (with its
+ * Sets) per upload — the JS heap grew by about 8 KB an image (issue 9's soak, after the merges).
+ * Raw values: exifr would read dates in the server's time zone and translate enums to text.
+ */
+export const EXIFR_OPTIONS = Object.freeze({
+  tiff: true,
+  exif: true,
+  gps: true,
+  ifd1: false,
+  xmp: false,
+  icc: false,
+  iptc: false,
+  jfif: false,
+  ihdr: false,
+  reviveValues: false,
+  translateValues: false,
+  translateKeys: true,
+  pick: TAGS,
+});
+
+/**
  * Camera data of an image file, through exifr (JPEG, TIFF, HEIC/AVIF, PNG, WebP). exifr reads the
  * file in small chunks up to the metadata segments, never the whole image. A file without usable
  * metadata (or that exifr cannot parse) reads as no data: it never fails an upload.
@@ -49,22 +71,7 @@ const TAGS = [
 export async function readCameraData(path: string): Promise<CameraReading> {
   let tags: Record<string, unknown> | undefined;
   try {
-    // Raw values: exifr would read dates in the server's time zone and translate enums to text.
-    tags = (await exifr.parse(path, {
-      tiff: true,
-      exif: true,
-      gps: true,
-      ifd1: false,
-      xmp: false,
-      icc: false,
-      iptc: false,
-      jfif: false,
-      ihdr: false,
-      reviveValues: false,
-      translateValues: false,
-      translateKeys: true,
-      pick: TAGS,
-    })) as Record<string, unknown> | undefined;
+    tags = (await exifr.parse(path, EXIFR_OPTIONS)) as Record<string, unknown> | undefined;
   } catch {
     return NOTHING;
   }

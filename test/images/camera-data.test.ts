@@ -1,6 +1,7 @@
 import sharp from 'sharp';
-import { describe, expect, test } from 'vitest';
-import { dateOf, readCameraData } from '../../src/images/camera-data.ts';
+import exifr from 'exifr';
+import { describe, expect, test, vi } from 'vitest';
+import { dateOf, EXIFR_OPTIONS, readCameraData } from '../../src/images/camera-data.ts';
 import { fixture, useScratchDir } from './image-fixtures.ts';
 
 /** Camera data through exifr, on the real camera JPEGs and on files written with chosen tags. */
@@ -70,6 +71,26 @@ describe('readCameraData', () => {
         .toBuffer(),
     );
     expect(await readCameraData(png)).toEqual({ takenAt: null, exif: null });
+  });
+});
+
+describe('exifr options', () => {
+  // exifr keeps the Options it builds in a Map keyed by the options object, never emptied: a new
+  // object per parse grew the heap by one Options per upload (the 20-minute soak, 40 → 213 MiB).
+  test('every parse hands exifr the same options object, so it builds and keeps one Options', async () => {
+    // Options is exifr's own export, missing from its type declarations.
+    const { Options } = exifr as unknown as { Options: { useCached(options: object): object } };
+    const useCached = vi.spyOn(Options, 'useCached');
+    try {
+      await readCameraData(fixture('Canon_40D.jpg'));
+      await readCameraData(fixture('DSCN0025.jpg'));
+      const given = useCached.mock.calls.map(([options]) => options);
+      expect(given.length).toBeGreaterThanOrEqual(2);
+      for (const options of given) expect(options).toBe(EXIFR_OPTIONS);
+      expect(new Set(useCached.mock.results.map((r): unknown => r.value)).size).toBe(1);
+    } finally {
+      useCached.mockRestore();
+    }
   });
 });
 
