@@ -1,19 +1,16 @@
 import { useEffect, useState } from 'preact/hooks';
-import { authedFetch, errorFrom, messageOf } from '../api';
+import { api, messageOf, ok } from '../api';
+import type { paths } from '../api-schema';
 import { formatDate } from '../format';
 import { Alert } from '../components/Alert';
 
-interface Entry {
-  id: string;
-  at: string;
-  actor: string | null;
-  action: string;
-  target: string | null;
-  ip: string | null;
-  outcome: string;
-}
+type AuditQuery = NonNullable<paths['/api/admin/audit']['get']['parameters']['query']>;
+type Action = NonNullable<AuditQuery['action']>;
+type AuditEntry =
+  paths['/api/admin/audit']['get']['responses'][200]['content']['application/json']['items'][number];
 
-const ACTIONS = [
+// Typed by the served OpenAPI document: an action the API does not know fails the build.
+const ACTIONS: readonly Action[] = [
   'login',
   'login_failed',
   'logout',
@@ -30,19 +27,17 @@ const ACTIONS = [
 export function AuditLog() {
   const [user, setUser] = useState('');
   const [action, setAction] = useState('');
-  const [entries, setEntries] = useState<Entry[]>([]);
+  const [entries, setEntries] = useState<AuditEntry[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
 
   const load = async (from: string | null) => {
-    const query = new URLSearchParams({ limit: '100' });
-    if (user.trim()) query.set('user', user.trim());
-    if (action) query.set('action', action);
-    if (from) query.set('cursor', from);
+    const query: AuditQuery = { limit: 100 };
+    if (user.trim()) query.user = user.trim();
+    if (action) query.action = action as Action;
+    if (from) query.cursor = from;
     try {
-      const res = await authedFetch(`/api/admin/audit?${query.toString()}`);
-      if (!res.ok) throw await errorFrom(res);
-      const page = (await res.json()) as { items: Entry[]; nextCursor: string | null };
+      const page = await ok(api.GET('/api/admin/audit', { params: { query } }));
       setEntries((old) => (from ? [...old, ...page.items] : page.items));
       setCursor(page.nextCursor);
       setError(null);

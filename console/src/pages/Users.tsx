@@ -1,14 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
-import { authedFetch, errorFrom, messageOf } from '../api';
+import { api, messageOf, ok } from '../api';
+import type { paths } from '../api-schema';
 import { formatBytes } from '../format';
 import { Alert } from '../components/Alert';
 
-interface UserRow {
-  username: string;
-  roles: string[];
-  usage: { files: number; bytes: number };
-  sessions: number;
-}
+type UserRow =
+  paths['/api/admin/users']['get']['responses'][200]['content']['application/json']['items'][number];
 
 export function Users() {
   const [rows, setRows] = useState<UserRow[] | null>(null);
@@ -16,9 +13,7 @@ export function Users() {
   const [status, setStatus] = useState<string | null>(null);
   const load = async () => {
     try {
-      const res = await authedFetch('/api/admin/users');
-      if (!res.ok) throw await errorFrom(res);
-      setRows(((await res.json()) as { items: UserRow[] }).items);
+      setRows((await ok(api.GET('/api/admin/users'))).items);
     } catch (e) {
       setError(messageOf(e));
     }
@@ -27,10 +22,7 @@ export function Users() {
 
   const endSessions = async (name: string) => {
     try {
-      const res = await authedFetch(`/api/admin/users/${encodeURIComponent(name)}/sessions`, {
-        method: 'DELETE',
-      });
-      if (!res.ok) throw await errorFrom(res);
+      await ok(api.DELETE('/api/admin/users/{name}/sessions', { params: { path: { name } } }));
       setStatus(`Every session of ${name} has ended.`);
       await load();
     } catch (e) {
