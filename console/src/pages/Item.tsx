@@ -1,17 +1,14 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, authedFetch, blobUrl, errorFrom, messageOf, ok } from '../api';
+import { api, blobUrl, messageOf, ok } from '../api';
+import type { paths } from '../api-schema';
 import { formatBytes, formatDate, formatDuration } from '../format';
 import { kindOf, metadataOf, type Item } from '../items';
 import { navigate } from '../router';
 import { Dialog } from '../components/Dialog';
 import { Alert } from '../components/Alert';
 
-interface Link {
-  id: string;
-  url: string;
-  createdAt: string;
-  expiresAt: string;
-}
+type Link =
+  paths['/api/media/{id}/links']['get']['responses'][200]['content']['application/json']['items'][number];
 
 const LIFETIMES = [
   [3600, '1 hour'],
@@ -98,9 +95,7 @@ function SharePanel({ item, onError }: { item: Item; onError: (message: string) 
   const id = item.id;
 
   const refresh = async () => {
-    const res = await authedFetch(`/api/media/${encodeURIComponent(id)}/links`);
-    if (!res.ok) throw await errorFrom(res);
-    setLinks(((await res.json()) as { items: Link[] }).items);
+    setLinks((await ok(api.GET('/api/media/{id}/links', { params: { path: { id } } }))).items);
   };
   useEffect(() => void refresh().catch((e: unknown) => onError(messageOf(e))), [id]);
 
@@ -122,13 +117,7 @@ function SharePanel({ item, onError }: { item: Item; onError: (message: string) 
 
   const revoke = async (linkId: string) => {
     try {
-      const res = await authedFetch(
-        `/api/media/${encodeURIComponent(id)}/links/${encodeURIComponent(linkId)}`,
-        {
-          method: 'DELETE',
-        },
-      );
-      if (!res.ok) throw await errorFrom(res);
+      await ok(api.DELETE('/api/media/{id}/links/{linkId}', { params: { path: { id, linkId } } }));
       await refresh();
     } catch (e) {
       onError(messageOf(e));
