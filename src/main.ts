@@ -63,10 +63,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }, SHUTDOWN_GRACE_MS);
     force.unref();
-    // A keep-alive connection that goes idle after its last response would otherwise hold the
-    // server open until its keep-alive timeout: close each one as soon as it is idle.
-    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
-    sweep.unref();
+    // Connections are closed as they go idle (buildApp), so keep-alive clients do not hold this up.
     app
       .close()
       .then(() => services.close())

@@ -67,11 +67,7 @@ async function serve(mode: Mode, env: Record<string, string> = {}): Promise<Serv
     nginx,
     async close() {
       await nginx?.stop();
-      const closing = app.close();
-      // The keep-alive sockets of this file's fetches: a socket whose last response the client
-      // has read may not count as idle yet on the server's side, and would hold close() open.
-      app.app.server.closeAllConnections();
-      await closing;
+      await app.close();
     },
   };
 }
