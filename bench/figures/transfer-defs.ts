@@ -6,6 +6,7 @@ export interface TransferSeries {
   upBare: Measure;
   tus: Measure;
   tusBare: Measure;
+  tusBareTus: Measure;
   tusParallel: Measure;
   tusLast: Measure;
   tusChunk: Measure;
@@ -82,6 +83,27 @@ export function transferDefinitions(
       a: s.tusLast,
       b: s.tusChunk,
       target: { on: 'ratio', op: '<=', value: 3 },
+    },
+    {
+      id: '2d',
+      title: `tus upload of ${size.main}: Stowage vs a bare tus server, the same client`,
+      how:
+        "A: figure 2's A. B: the same tus-js-client command to bench/baselines/tus-sha256.ts (node:http: " +
+        'each PATCH piped through the running SHA-256 into the file, fsynced at the end; no checks, no ' +
+        `database, no locks). What Stowage's own work costs on the resumable path. ${fresh}`,
+      a: s.tus,
+      b: s.tusBareTus,
+      target: { on: 'ratio', op: '>=', value: 0.85 },
+    },
+    {
+      id: '2e',
+      title: `tus upload of ${size.main}: the bare tus server vs the bare pipe (what figure 2 can reach)`,
+      how:
+        "A: figure 2d's B (tus-js-client to the bare tus server). B: figure 2's B (`curl -T` to the bare " +
+        'pipe). The ceiling of figure 2 on this machine: the cost of the client and of one round trip per ' +
+        '8 MiB, with no server work at all to speak of.',
+      a: s.tusBareTus,
+      b: s.tusBare,
     },
     {
       id: '3',

@@ -37,6 +37,7 @@ const ACCEL_PREFIX = '/_stowage_blobs/';
 const stowageAccel = (ctx: Ctx) => () =>
   startStowage(ctx, ctx.dataDir, { STOWAGE_ACCEL_REDIRECT: ACCEL_PREFIX });
 const bareUpload = (ctx: Ctx) => () => startBaseline(ctx, 'upload-sha256.ts', [ctx.tmp]);
+const bareTusServer = (ctx: Ctx) => () => startBaseline(ctx, 'tus-sha256.ts', [ctx.tmp]);
 const bareDownload = (ctx: Ctx) => () => startBaseline(ctx, 'download-pipeline.ts', [ctx.filesDir]);
 const sizeOf = (file: string) => fs.statSync(file).size;
 const idle = async () => undefined;
@@ -66,40 +67,63 @@ interface TusRun {
 }
 
 /**
- * tus-js-client, in its own process, to a fresh Stowage, over `parallel` concatenated partial
- * uploads (1: one plain upload); MB/s and request times. The item is deleted after.
+ * tus-js-client, in its own process, uploading `file` to `endpoint` over `parallel` concatenated
+ * partial uploads (1: one plain upload); MB/s, request times and the completing answer's Media-Id.
  */
+async function tusClient(
+  ctx: Ctx,
+  endpoint: string,
+  token: string,
+  file: string,
+  parallel: number,
+): Promise<TusRun & { mediaId: string }> {
+  const client = path.join(BENCH, 'lib', 'tus-client.ts');
+  const args = [client, endpoint, token, file, String(TUS_CHUNK), String(parallel)];
+  const out = JSON.parse((await runOk(process.execPath, args)).stdout) as {
+    mediaId?: string;
+    seconds: number;
+    lastSeconds: number;
+    patchSeconds: number[];
+  };
+  if (!out.mediaId) throw new Error('tus upload finished without a Media-Id');
+  const chunkSeconds = median(out.patchSeconds);
+  ctx.log(
+    `[2] tus ×${parallel} to ${new URL(endpoint).pathname}: ${out.seconds.toFixed(2)} s, ` +
+      `completing request ${out.lastSeconds.toFixed(2)} s, median PATCH ${chunkSeconds.toFixed(3)} s`,
+  );
+  return {
+    mediaId: out.mediaId,
+    mbps: mbps(sizeOf(file), out.seconds),
+    lastSeconds: out.lastSeconds,
+    chunkSeconds,
+  };
+}
+
+/** tus-js-client to a fresh Stowage (see tusClient); the item is deleted after. */
 function stowageTus(ctx: Ctx, file: string, parallel = 1): Promise<FreshRun<TusRun>> {
   let id = '';
   return fresh(
     stowage(ctx),
     async (s: Stowage) => {
-      const client = path.join(BENCH, 'lib', 'tus-client.ts');
-      const args = [
-        client,
+      const { mediaId, ...run } = await tusClient(
+        ctx,
         `${s.url}/api/media/uploads`,
         await s.login(),
         file,
-        String(TUS_CHUNK),
-        String(parallel),
-      ];
-      const out = JSON.parse((await runOk(process.execPath, args)).stdout) as {
-        mediaId?: string;
-        seconds: number;
-        lastSeconds: number;
-        patchSeconds: number[];
-      };
-      if (!out.mediaId) throw new Error('tus upload finished without a Media-Id');
-      id = out.mediaId;
-      const chunkSeconds = median(out.patchSeconds);
-      ctx.log(
-        `[2] tus ×${parallel}: ${out.seconds.toFixed(2)} s, completing request ${out.lastSeconds.toFixed(2)} s, ` +
-          `median PATCH ${chunkSeconds.toFixed(3)} s`,
+        parallel,
       );
-      return { mbps: mbps(sizeOf(file), out.seconds), lastSeconds: out.lastSeconds, chunkSeconds };
+      id = mediaId;
+      return run;
     },
     async (s) => deleteMedia(s, await s.login(), id),
   );
+}
+
+/** The same client to a fresh bare tus server (bench/baselines/tus-sha256.ts); MB/s. */
+function bareTus(ctx: Ctx, file: string): Promise<FreshRun<number>> {
+  return fresh(bareTusServer(ctx), async (s) => {
+    return (await tusClient(ctx, `${s.url}/uploads`, 'unused', file, 1)).mbps;
+  });
 }
 
 /** GET /api/media/{id}/content from a fresh Stowage; MB/s. The item is deleted after, if `remove`. */
@@ -152,6 +176,7 @@ function series(ctx: Ctx): TransferSeries {
     upBare: m('bare pipe+SHA-256', 'MB/s'),
     tus: m('Stowage tus', 'MB/s'),
     tusBare: m('bare pipe+SHA-256 (curl -T)', 'MB/s'),
+    tusBareTus: m('bare tus server (tus-js-client)', 'MB/s'),
     tusParallel: m('Stowage tus, parallelUploads 4', 'MB/s'),
     tusLast: m('completing PATCH', 's'),
     tusChunk: m('one 8 MiB PATCH (median)', 's'),
@@ -196,17 +221,23 @@ async function round(ctx: Ctx, nginx: Server, r: number, s: TransferSeries): Pro
   push(s.rssUpBare, upBare.peakRssMiB);
   ctx.log(`[1] ${label}: multipart ${n(up.result.mbps)} MB/s, bare ${n(upBare.result)} MB/s`);
 
-  // Figure 2.
-  const [tus, tusBare] = await alternate(
-    r,
+  // Figures 2, 2d and 2e: Stowage and the bare tus server with the same client, the bare pipe with curl.
+  const [tusRun, tusBareRun, tusBareTusRun] = await rotate<FreshRun<TusRun | number>>(r, [
     () => stowageTus(ctx, main),
     () => bareUploadOf(ctx, uploadRaw, main),
-  );
+    () => bareTus(ctx, main),
+  ]);
+  const tus = tusRun as FreshRun<TusRun>;
+  const tusBare = tusBareRun!.result as number;
+  const tusBareTus = tusBareTusRun!.result as number;
   push(s.tus, tus.result.mbps);
-  push(s.tusBare, tusBare.result);
+  push(s.tusBare, tusBare);
+  push(s.tusBareTus, tusBareTus);
   push(s.tusLast, tus.result.lastSeconds);
   push(s.tusChunk, tus.result.chunkSeconds);
-  ctx.log(`[2] ${label}: tus ${n(tus.result.mbps)} MB/s, bare ${n(tusBare.result)} MB/s`);
+  ctx.log(
+    `[2] ${label}: tus ${n(tus.result.mbps)} MB/s, bare pipe ${n(tusBare)} MB/s, bare tus ${n(tusBareTus)} MB/s`,
+  );
 
   // Figure 2b: the same upload over 4 parallel partial uploads (concatenation), after figure 2's.
   const tusParallel = await stowageTus(ctx, main, 4);
