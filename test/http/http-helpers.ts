@@ -3,21 +3,10 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
 import type { TestApp } from '../helpers/app.ts';
-import { expectErrorShape } from '../helpers/contract.ts';
+import { expectError } from '../helpers/contract.ts';
 
-/** Asserts the contract's error shape: `{ error: { code, message, details } }`, nothing else. */
-export function expectError(res: LightMyRequestResponse, status: number, code: string): void {
-  const contentType = res.headers['content-type'];
-  expectErrorShape(
-    {
-      status: res.statusCode,
-      contentType: typeof contentType === 'string' ? contentType : undefined,
-      text: res.body,
-    },
-    status,
-    code,
-  );
-}
+export { expectError };
+export { eventually } from '../helpers/eventually.ts';
 
 /** 401 UNAUTHENTICATED with the Bearer challenge. */
 export function expectUnauthenticated(res: LightMyRequestResponse): void {
@@ -63,16 +52,6 @@ export async function editUsersFile(t: TestApp, edit: (line: string) => string |
   const tmp = path.join(path.dirname(t.config.usersFile), `.users.${process.pid}.tmp`);
   await fs.writeFile(tmp, lines.join('\n') + '\n', { mode: 0o600 });
   await fs.rename(tmp, t.config.usersFile);
-}
-
-/** Polls `check` until it holds, for at most `timeoutMs`; returns whether it did. */
-export async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /** Parses Fastify's printRoutes tree (commonPrefix: false) into full paths and their methods. */

@@ -48,7 +48,10 @@ function blockThreadPool(): () => Promise<void> {
 
 /** The answer for an attempt the server was too busy to check: never the lock-out answer. */
 function expectBusy(res: LightMyRequestResponse): void {
-  if (res.statusCode === 503) return expectError(res, 503, 'UNAVAILABLE');
+  if (res.statusCode === 503) {
+    expectError(res, 503, 'UNAVAILABLE');
+    return;
+  }
   expectError(res, 429, 'RATE_LIMITED');
   expect(res.json<{ error: { message: string } }>().error.message).toMatch(/busy/i);
   expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(5);

@@ -233,8 +233,7 @@ describe('changes to the users file while the server runs', () => {
 
     await editUsersFile(t, (line) => (line.startsWith('bob:') ? null : line));
 
-    const cut = await eventually(async () => (await me(t, bob.accessToken)).statusCode === 401);
-    expect(cut).toBe(true);
+    await eventually(async () => expect((await me(t, bob.accessToken)).statusCode).toBe(401));
     expectUnauthenticated(await me(t, bob.accessToken));
     expectUnauthenticated(await refresh(t, bob.refreshToken));
     expectError(await login(t, 'bob', PASSWORDS.bob), 401, 'INVALID_CREDENTIALS');
@@ -249,8 +248,7 @@ describe('changes to the users file while the server runs', () => {
     const bobHash = /^bob:([^:\n]+)/m.exec(text)![1]!;
     await editUsersFile(t, (line) => (line.startsWith('alice:') ? `alice:${bobHash}` : line));
 
-    const cut = await eventually(async () => (await me(t, alice.accessToken)).statusCode === 401);
-    expect(cut).toBe(true);
+    await eventually(async () => expect((await me(t, alice.accessToken)).statusCode).toBe(401));
     expectUnauthenticated(await refresh(t, alice.refreshToken));
     expectError(await login(t, 'alice', PASSWORDS.alice), 401, 'INVALID_CREDENTIALS');
     expect((await login(t, 'alice', PASSWORDS.bob)).statusCode).toBe(200);

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { expect } from 'vitest';
 import { startListeningApp, type ListeningApp, type TestAppOptions } from '../helpers/app.ts';
 import { FIXTURES, KiB, type MediaItem, type User } from '../helpers/common.ts';
-import { expectErrorShape } from '../helpers/contract.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 /** Shared helpers for the media tests: a listening app, multipart bodies, small real files. */
 
@@ -227,19 +227,7 @@ export async function leftovers(dataDir: string): Promise<Leftovers> {
 
 export const NOTHING: Leftovers = { blobs: [], incomplete: [], spool: [] };
 
-/** Polls `check` until it stops throwing (bounded); the last failure is reported. */
-export async function eventually(check: () => Promise<void> | void, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  }
-}
+export { eventually } from '../helpers/eventually.ts';
 
 /** Asserts that nothing of any upload is left: no row, no blob, no temp or spool file. */
 export async function expectNothingStored(app: MediaApp): Promise<void> {
@@ -249,18 +237,7 @@ export async function expectNothingStored(app: MediaApp): Promise<void> {
   expect(await app.rows()).toBe(0);
 }
 
-export function expectError(res: ApiResponse, status: number, code: string): void {
-  const contentType = res.headers['content-type'];
-  expectErrorShape(
-    {
-      status: res.status,
-      contentType: typeof contentType === 'string' ? contentType : undefined,
-      text: res.body,
-    },
-    status,
-    code,
-  );
-}
+export { expectError } from '../helpers/contract.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Streaming over a real socket

@@ -250,17 +250,7 @@ describe('malformed or invalid forms', () => {
       },
       payload: body.subarray(0, body.length - 40),
     });
-    expectError(
-      {
-        status: res.statusCode,
-        headers: res.headers,
-        body: res.body,
-        rawPayload: res.rawPayload,
-        json: () => res.json(),
-      },
-      400,
-      'BAD_REQUEST',
-    );
+    expectError(res, 400, 'BAD_REQUEST');
     await expectUnchanged(before);
   });
 

@@ -5,7 +5,6 @@ import {
   KiB,
   TUS,
   expectError,
-  expectRawError,
   fixture,
   patchHeaders,
   pdfOfSize,
@@ -98,7 +97,7 @@ describe('the type, checked on the first bytes', () => {
         body: head,
         hold: true,
       });
-      const body = expectRawError(res, 415, 'UNSUPPORTED_MEDIA_TYPE');
+      const body = expectError(res, 415, 'UNSUPPORTED_MEDIA_TYPE');
       if (detected) expect(body.error.details).toMatchObject({ detectedType: detected });
       await expectNothingLeft(uploadPath);
     },

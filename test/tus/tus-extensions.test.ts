@@ -9,7 +9,6 @@ import {
   TUS,
   encodeMetadata,
   expectError,
-  expectRawError,
   patchHeaders,
   pdfOfSize,
   rawRequest,
@@ -321,7 +320,7 @@ describe('malformed tus headers', () => {
         },
         body: Buffer.alloc(16),
       });
-      expectRawError(res, 400, 'BAD_REQUEST');
+      expectError(res, 400, 'BAD_REQUEST');
       expect(await offsetOf(uploadPath)).toBe('0');
     },
   );

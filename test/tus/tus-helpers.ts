@@ -5,7 +5,7 @@ import * as tus from 'tus-js-client';
 import { expect } from 'vitest';
 import { startListeningApp, type ListeningApp, type TestAppOptions } from '../helpers/app.ts';
 import { FIXTURES, readResponse, type MediaItem, type RawResponse, type User } from '../helpers/common.ts';
-import { expectErrorShape, type ErrorBody } from '../helpers/contract.ts';
+import type { ErrorBody } from '../helpers/contract.ts';
 
 /** A listening app for the resumable-upload tests, spoken to over real HTTP. */
 
@@ -114,15 +114,7 @@ export function encodeMetadata(metadata: Record<string, string>): string {
     .join(',');
 }
 
-/** The contract's error body: `{ error: { code, message, details } }`, nothing else. */
-export async function expectError(res: Response, status: number, code: string): Promise<ErrorBody> {
-  const text = await res.text();
-  return expectErrorShape(
-    { status: res.status, contentType: res.headers.get('content-type') ?? undefined, text },
-    status,
-    code,
-  );
-}
+export { expectError } from '../helpers/contract.ts';
 
 export type { ErrorBody };
 
@@ -154,15 +146,6 @@ export function rawRequest(
     if (options.body) request.write(options.body);
     if (!options.hold) request.end();
   });
-}
-
-/** The contract's error body in a raw response. */
-export function expectRawError(res: RawResponse, status: number, code: string): ErrorBody {
-  expect({ status: res.status, body: res.body }).toMatchObject({ status });
-  const body = JSON.parse(res.body) as ErrorBody;
-  expect(Object.keys(body)).toEqual(['error']);
-  expect(body.error).toEqual({ code, message: expect.any(String), details: expect.any(Object) });
-  return body;
 }
 
 export interface TusOutcome {

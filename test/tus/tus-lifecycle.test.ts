@@ -8,7 +8,6 @@ import {
   KiB,
   TUS,
   expectError,
-  expectRawError,
   patchHeaders,
   pdfOfSize,
   rawRequest,
@@ -156,7 +155,7 @@ describe('concurrent requests on one upload', () => {
     const stalled = await first;
     expect(stalled.status).toBe(204);
     expect(stalled.headers['upload-offset']).toBe(String(16 * KiB));
-    expectRawError(second, 409, 'CONFLICT');
+    expectError(second, 409, 'CONFLICT');
 
     const head = await app.request('HEAD', uploadPath, { headers: TUS_HEADER });
     expect(head.headers.get('upload-offset')).toBe(String(16 * KiB));

@@ -7,7 +7,6 @@ import {
   KiB,
   TUS,
   expectError,
-  expectRawError,
   patchHeaders,
   pdfOfSize,
   rawRequest,
@@ -247,7 +246,7 @@ describe('upload ids', () => {
           ...(method === 'PATCH' ? { body: Buffer.from('overwritten!') } : {}),
         });
         expect({ url, method, status: res.status }).toEqual({ url, method, status: 404 });
-        if (method !== 'HEAD') expectRawError(res, 404, 'NOT_FOUND');
+        if (method !== 'HEAD') expectError(res, 404, 'NOT_FOUND');
       }
     }
     expect(await fs.readFile(victim, 'utf8')).toBe('do not touch');
@@ -262,7 +261,7 @@ describe('upload ids', () => {
       headers: { ...app.bearer('alice'), ...TUS_HEADER },
     });
     const expected = res.status === 400 ? 'BAD_REQUEST' : 'NOT_FOUND';
-    expectRawError(res, res.status === 400 ? 400 : 404, expected);
+    expectError(res, res.status === 400 ? 400 : 404, expected);
     expect(res.headers['x-content-type-options']).toBe('nosniff');
   });
 });

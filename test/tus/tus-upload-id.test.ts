@@ -4,7 +4,6 @@ import {
   KiB,
   TUS,
   expectError,
-  expectRawError,
   patchHeaders,
   pdfOfSize,
   rawRequest,
@@ -165,7 +164,7 @@ describe("another user's upload cannot be reached through tricks in the URL", ()
         ...(method === 'PATCH' ? { body: bobFile.subarray(10 * KiB) } : {}),
       });
       expect(res.status).toBe(404);
-      if (method !== 'HEAD') expectRawError(res, 404, 'NOT_FOUND');
+      if (method !== 'HEAD') expectError(res, 404, 'NOT_FOUND');
     }
     await expectTheirsUntouched(theirs, theirsId);
   });
@@ -199,7 +198,7 @@ describe('PATCH content type', () => {
       },
       body: Buffer.alloc(16),
     });
-    expectRawError(res, 415, 'UNSUPPORTED_MEDIA_TYPE');
+    expectError(res, 415, 'UNSUPPORTED_MEDIA_TYPE');
     await app.request('DELETE', upload, { headers: TUS_HEADER });
   });
 });
