@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { consoleFigures } from './figures/console.ts';
 import { listFigures } from './figures/list.ts';
 import { loginFigures } from './figures/login.ts';
 import { mediaMetadataFigures } from './figures/media-metadata.ts';
@@ -42,6 +43,7 @@ const GROUPS: Group[] = [
   { name: 'list latency', figures: ['6'], run: listFigures },
   { name: 'login storm', figures: ['8'], run: loginFigures },
   { name: 'media metadata', figures: ['7c', '12'], run: mediaMetadataFigures },
+  { name: 'web console', figures: ['13', '13b'], run: consoleFigures },
 ];
 
 const { values: args } = parseArgs({
