@@ -8,6 +8,7 @@ import { UsersFileParseError } from '../../../src/auth/users-file-io.ts';
 import { UsersStore } from '../../../src/auth/users-store.ts';
 import type { UsersChange, UsersStoreOptions } from '../../../src/auth/users-store.ts';
 import { tempDir } from '../../helpers/temp.ts';
+import { eventually } from '../../helpers/eventually.ts';
 
 const H1 = '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g';
 const H2 = '$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0b3RoZXI$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNob3RoZXI';
@@ -54,14 +55,6 @@ function nextChange(store: UsersStore, timeoutMs = 5_000): Promise<UsersChange> 
 function replace(file: string, content: string): void {
   writeFileSync(`${file}.new`, content, { mode: 0o600 });
   renameSync(`${file}.new`, file);
-}
-
-async function waitFor(predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('UsersStore', () => {
@@ -153,7 +146,7 @@ describe('UsersStore', () => {
   it('keeps the last good state when the file breaks, logs the line (not the hash), recovers later', async () => {
     const { file, store, logs } = await setup(`alice:${H1}\nbob:${H2}\n`);
     replace(file, `alice:${H1}\nbob:${H2}:superuser\n`);
-    await waitFor(() => logs.some((l) => l.level >= 50 && /line 2/.test(l.msg)));
+    await eventually(() => expect(logs.some((l) => l.level >= 50 && /line 2/.test(l.msg))).toBe(true));
     expect(store.get('bob')?.roles).toEqual(['user']);
     expect(store.count).toBe(2);
     expect(JSON.stringify(logs)).not.toContain(H1.slice(30));
@@ -167,7 +160,7 @@ describe('UsersStore', () => {
   it('keeps the last good state when the file disappears', async () => {
     const { file, store, logs } = await setup(`alice:${H1}\n`);
     unlinkSync(file);
-    await waitFor(() => logs.some((l) => l.level === 40 && /missing/.test(l.msg)));
+    await eventually(() => expect(logs.some((l) => l.level === 40 && /missing/.test(l.msg))).toBe(true));
     expect(store.get('alice')).toBeDefined();
     const change = nextChange(store);
     writeFileSync(file, `bob:${H2}\n`);
