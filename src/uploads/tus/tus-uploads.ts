@@ -50,6 +50,11 @@ export type ReadableDataStore = DataStore & {
   objectKey?(id: string): string;
   truncate?(id: string, offset: number): Promise<void>;
   flushed?(id: string): Promise<void>;
+  /**
+   * Appends like write() without flushing the bytes to disk: for a partial upload, whose bytes
+   * are only ever read back by the concatenation, which writes them again into a flushed blob.
+   */
+  writeUnflushed?(readable: Readable, id: string, offset: number): Promise<number>;
 };
 
 export interface TusDeps {
@@ -293,7 +298,7 @@ export class TusUploads {
     const stage = new PatchStage({ limit, limitError, checksum, progress });
     let stored: number;
     try {
-      stored = await this.#receive(raw, id, offset, stage, checksum, released);
+      stored = await this.#receive(raw, id, offset, stage, checksum, released, isPartial(upload));
     } catch (error) {
       // The stage may have fed the scan and the type check bytes that were never stored.
       this.#dropProgress(id);
@@ -357,7 +362,8 @@ export class TusUploads {
    * Pipes the body through `stage` into the store and returns the offset the store then holds.
    * The body ends early, cleanly, when the client leaves or the lock is asked for: what arrived is
    * stored. With a checksum on a store that cannot cut back (S3), the bytes wait in a local spool
-   * until they are verified.
+   * until they are verified. A partial upload's bytes are not flushed (see writeUnflushed): a
+   * machine crash can only shorten the file, and a resume then sends the rest again.
    */
   async #receive(
     raw: IncomingMessage,
@@ -366,6 +372,7 @@ export class TusUploads {
     stage: PatchStage,
     checksum: Checksum | undefined,
     released: AbortSignal,
+    partial: boolean,
   ): Promise<number> {
     const store = this.#deps.datastore;
     const stop = () => {
@@ -395,6 +402,8 @@ export class TusUploads {
         } finally {
           await fsp.rm(spool, { force: true });
         }
+      } else if (partial && store.writeUnflushed) {
+        written = await store.writeUnflushed(stage, id, offset);
       } else {
         written = await store.write(stage, id, offset);
       }
