@@ -441,6 +441,9 @@ export class TusUploads {
       this.#progress.delete(id);
       const adoptFile = deps.datastore.localFile?.(id);
       const adoptObject = adoptFile ? undefined : deps.datastore.objectKey?.(id);
+      // The last PATCH's flush goes on while the rest is decided (the scan's verdict, the type,
+      // the metadata, which may start ffprobe): only the adoption's own fsync must come after it.
+      const flushing = adoptFile ? deps.datastore.flushed?.(id) : undefined;
       let verified =
         (adoptFile ?? adoptObject) && progress ? await progress.finish(upload.size ?? -1) : undefined;
       // Images, video and audio are read from a local file (dimensions, camera data, placeholder,
@@ -448,7 +451,6 @@ export class TusUploads {
       // bucket without being read.
       if (verified && !adoptFile && kindOf(verified.mime) !== 'document') verified = undefined;
       if (!verified) progress?.drop();
-      if (adoptFile) await deps.datastore.flushed?.(id);
       deps.metrics.tusCompletions.inc({ pass: verified ? 'while_received' : 'stored_bytes' });
       const staged = await deps.ingest.receive({
         // Read in 1 MiB chunks when this pass has to hash and scan the whole file.
@@ -465,6 +467,7 @@ export class TusUploads {
         via: 'tus',
         reservations: id,
       });
+      await flushing;
       const item = await staged.commit(itemMeta(metadata));
       await this.#removeUpload(id);
       return item.id;
