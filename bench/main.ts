@@ -34,7 +34,11 @@ interface Group {
 }
 
 const GROUPS: Group[] = [
-  { name: 'uploads and downloads', figures: ['1', '2', '2b', '2c', '3', '4'], run: transferFigures },
+  {
+    name: 'uploads and downloads',
+    figures: ['1', '2', '2b', '2c', '2d', '2e', '2f', '3', '4'],
+    run: transferFigures,
+  },
   { name: 'scanning', figures: ['9'], run: scanFigures },
   { name: 'S3 storage', figures: ['10', '10b', '11', '11b'], run: s3Figures },
   { name: 'requests per second', figures: ['5', '7b'], run: requestFigures },
@@ -88,7 +92,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 async function prepare(): Promise<Context> {
   const filesDir = path.join(tmp, 'files');
   fs.mkdirSync(filesDir, { mode: 0o755 });
-  const need = settings.fileBytes + settings.smallBytes + 3 * settings.largestBytes + 1 * GiB;
+  // The test files (main, its document twin, small, largest), two stored copies of the largest, headroom.
+  const need = 2 * settings.fileBytes + settings.smallBytes + 3 * settings.largestBytes + 1 * GiB;
   const free = fs.statfsSync(tmp).bavail * fs.statfsSync(tmp).bsize;
   if (free < need)
     throw new Error(`${tmp} has ${fmtSize(free)} free; this mode needs about ${fmtSize(need)}`);
@@ -99,12 +104,15 @@ async function prepare(): Promise<Context> {
     small: path.join(filesDir, 'small.mp4'),
     largest: path.join(filesDir, 'largest.mp4'),
     jpeg: path.join(filesDir, 'photo-12mp.jpg'),
+    document: path.join(filesDir, 'main.pdf'),
   };
   writeRandomFile(files.main, settings.fileBytes);
   writeRandomFile(files.small, settings.smallBytes);
   if (settings.largestBytes === settings.fileBytes) files.largest = files.main;
   else if (groups.some((g) => g.run === transferFigures))
     writeRandomFile(files.largest, settings.largestBytes);
+  if (groups.some((g) => g.run === transferFigures))
+    writeRandomFile(files.document, settings.fileBytes, 'document');
   await writePhoto(files.jpeg);
 
   const user = {

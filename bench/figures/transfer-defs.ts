@@ -10,6 +10,8 @@ export interface TransferSeries {
   tusParallel: Measure;
   tusLast: Measure;
   tusChunk: Measure;
+  tusDocumentLast: Measure;
+  tusDocumentChunk: Measure;
   rssTusLargest: Measure;
   rssTusSmall: Measure;
   down: Measure;
@@ -83,6 +85,16 @@ export function transferDefinitions(
       a: s.tusLast,
       b: s.tusChunk,
       target: { on: 'ratio', op: '<=', value: 3 },
+    },
+    {
+      id: '2f',
+      title: `tus: figure 2c for a document of ${size.main} (no ffprobe at completion)`,
+      how:
+        "A and B as in figure 2c, for the same random bytes under a PDF's first line instead of an MP4's " +
+        "`ftyp` box: a document's completion starts no ffprobe (a video's does, for its metadata). " +
+        `What figure 2c is without the video's metadata. ${fresh}`,
+      a: s.tusDocumentLast,
+      b: s.tusDocumentChunk,
     },
     {
       id: '2d',

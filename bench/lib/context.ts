@@ -50,7 +50,14 @@ export interface Context {
   settings: Settings;
   /** Scratch directory, removed at the end. */
   tmp: string;
-  files: { main: string; small: string; largest: string; jpeg: string };
+  files: {
+    main: string;
+    small: string;
+    largest: string;
+    jpeg: string;
+    /** main's size, typed as a PDF (transfer figures only). */
+    document: string;
+  };
   user: { name: string; password: string; usersFile: string };
   /** Registers a clean-up step; they run in reverse order at the end, also after a failure. */
   defer(step: () => Promise<void> | void): void;

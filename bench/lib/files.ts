@@ -17,10 +17,15 @@ function mp4Header(): Buffer {
   return head;
 }
 
-export function writeRandomFile(file: string, bytes: number): void {
+/** A PDF's first line: the same random file typed as a document (no ffprobe when it is stored). */
+function pdfHeader(): Buffer {
+  return Buffer.from('%PDF-1.7\n', 'latin1');
+}
+
+export function writeRandomFile(file: string, bytes: number, kind: 'video' | 'document' = 'video'): void {
   const fd = fs.openSync(file, 'wx', 0o644);
   try {
-    const header = mp4Header();
+    const header = kind === 'video' ? mp4Header() : pdfHeader();
     fs.writeSync(fd, header);
     const chunk = Buffer.alloc(8 * MiB);
     for (let written = header.length; written < bytes;) {
