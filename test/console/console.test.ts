@@ -111,7 +111,7 @@ describe.skipIf(!run).each(Object.entries(VIEWPORTS))('the console at a %s viewp
           .getByRole('img', { name: `camera-${name}.jpg` })
           .getAttribute('src'),
       )
-      .toMatch(/^blob:/);
+      .toMatch(/^data:image\/webp;base64,/);
     const stored = (await suite.app.api('GET', '/api/media/list?limit=100', { as: 'bob' })).json<{
       items: MediaItem[];
     }>();

@@ -1,6 +1,7 @@
+import { memo } from 'preact/compat';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { thumbHashToDataURL } from 'thumbhash';
-import { blobUrl } from '../api';
+import { dataUrl } from '../api';
 import { kindOf, metadataOf, type Item } from '../items';
 
 function placeholderUrl(hash: string | null | undefined): string | undefined {
@@ -12,48 +13,78 @@ function placeholderUrl(hash: string | null | undefined): string | undefined {
   }
 }
 
+/** How long a thumbnail may take before its ThumbHash is decoded and shown in its place. */
+const PLACEHOLDER_AFTER_MS = 100;
+
 const ICONS = { image: 'IMG', video: 'VIDEO', audio: 'AUDIO', document: 'DOC' } as const;
 
 /**
- * A thumbnail fetched with the access token once it scrolls near the viewport (an <img src> could
- * not send the token), showing the item's ThumbHash until it arrives.
+ * One observer for every thumbnail (not one each): each element's callback runs once, the first
+ * time it comes within 200 px of the viewport.
  */
-export function Thumb({ item }: { item: Item }) {
+const nearViewport = new Map<Element, () => void>();
+let observer: IntersectionObserver | undefined;
+
+function whenNear(node: Element, callback: () => void): () => void {
+  observer ??= new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        const near = nearViewport.get(entry.target);
+        nearViewport.delete(entry.target);
+        observer?.unobserve(entry.target);
+        near?.();
+      }
+    },
+    { rootMargin: '200px' },
+  );
+  nearViewport.set(node, callback);
+  observer.observe(node);
+  return () => {
+    nearViewport.delete(node);
+    observer?.unobserve(node);
+  };
+}
+
+/**
+ * A thumbnail fetched with the access token once it scrolls near the viewport (an <img src> could
+ * not send the token), showing the item's ThumbHash while it loads. The ThumbHash is decoded only
+ * for a thumbnail that takes longer than PLACEHOLDER_AFTER_MS, never when the item is rendered:
+ * scrolling brings a score of items near at once, and decoding (then painting) a placeholder for
+ * each, moments before its thumbnail, made the longest frames of a fast scroll. Memoised:
+ * appending a page to the library renders only the new items.
+ */
+export const Thumb = memo(function Thumb({ item }: { item: Item }) {
   const ref = useRef<HTMLDivElement>(null);
   const [src, setSrc] = useState<string | undefined>(undefined);
+  const [placeholder, setPlaceholder] = useState<string | undefined>(undefined);
   const thumbnail = item.urls.thumbnail;
+  const hash = metadataOf(item).placeholder;
   useEffect(() => {
     const node = ref.current;
     if (!thumbnail || !node) return;
-    let url: string | undefined;
     let cancelled = false;
-    const observer = new IntersectionObserver(
-      (entries) => {
-        if (!entries.some((e) => e.isIntersecting)) return;
-        observer.disconnect();
-        blobUrl(`${thumbnail}?size=256`)
-          .then((u) => {
-            url = u;
-            if (cancelled) URL.revokeObjectURL(u);
-            else setSrc(u);
-          })
-          .catch(() => undefined);
-      },
-      { rootMargin: '200px' },
-    );
-    observer.observe(node);
+    let slow: ReturnType<typeof setTimeout> | undefined;
+    const stop = whenNear(node, () => {
+      slow = setTimeout(() => setPlaceholder(placeholderUrl(hash)), PLACEHOLDER_AFTER_MS);
+      dataUrl(`${thumbnail}?size=256`)
+        .then((u) => {
+          clearTimeout(slow);
+          if (!cancelled) setSrc(u);
+        })
+        .catch(() => undefined);
+    });
     return () => {
       cancelled = true;
-      observer.disconnect();
-      if (url) URL.revokeObjectURL(url);
+      clearTimeout(slow);
+      stop();
     };
-  }, [thumbnail]);
+  }, [thumbnail, hash]);
 
-  const placeholder = placeholderUrl(metadataOf(item).placeholder);
   return (
     <div class="thumb" ref={ref}>
       {thumbnail ? (
-        <img alt={item.filename} src={src ?? placeholder} loading="lazy" decoding="async" />
+        <img alt={item.filename} src={src ?? placeholder} decoding="async" />
       ) : (
         <span class="icon" aria-hidden="true">
           {ICONS[kindOf(item)]}
@@ -61,4 +92,4 @@ export function Thumb({ item }: { item: Item }) {
       )}
     </div>
   );
-}
+});

@@ -1,3 +1,4 @@
+import { memo } from 'preact/compat';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, messageOf, ok } from '../api';
 import type { Item, ListQuery } from '../items';
@@ -68,6 +69,20 @@ function useLibrary(filters: Filters) {
   }, [cursor, loading, load]);
   return { items, more, reload, loading, error, hasMore: cursor !== null };
 }
+
+/** One item of the grid; memoised, so that appending a page renders only the new items. */
+const ItemCard = memo(function ItemCard({ item }: { item: Item }) {
+  return (
+    <li>
+      <a href={`/app/items/${encodeURIComponent(item.id)}`} onClick={onLink} aria-label={item.filename}>
+        <Thumb item={item} />
+        <span class="name" aria-hidden="true">
+          {item.filename}
+        </span>
+      </a>
+    </li>
+  );
+});
 
 export function Library() {
   const [filters, setFilters] = useState<Filters>({ q: '', type: '', sort: '-createdAt' });
@@ -194,14 +209,7 @@ export function Library() {
       <Alert message={error} />
       <ul class="grid" aria-label="Items">
         {items.map((item) => (
-          <li key={item.id}>
-            <a href={`/app/items/${encodeURIComponent(item.id)}`} onClick={onLink} aria-label={item.filename}>
-              <Thumb item={item} />
-              <span class="name" aria-hidden="true">
-                {item.filename}
-              </span>
-            </a>
-          </li>
+          <ItemCard key={item.id} item={item} />
         ))}
       </ul>
       {!loading && items.length === 0 && !error && <p>No files yet. Upload some.</p>}
