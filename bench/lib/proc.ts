@@ -59,11 +59,12 @@ export async function run(command: string, args: string[], options: RunOptions =
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   const stderr = tail(child.stderr);
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  // Cleared on a failed spawn too (a command that is not installed): a timer left running kept
+  // the whole benchmark alive for its 10 minutes after the last figure.
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (c) => resolve(c));
-  });
-  clearTimeout(timer);
+  }).finally(() => clearTimeout(timer));
   return { code, stdout, stderr: stderr(), seconds: (performance.now() - started) / 1000 };
 }
 
