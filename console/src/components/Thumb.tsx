@@ -20,10 +20,28 @@ const ICONS = { image: 'IMG', video: 'VIDEO', audio: 'AUDIO', document: 'DOC' } 
 
 /**
  * One observer for every thumbnail (not one each): each element's callback runs once, the first
- * time it comes within 200 px of the viewport.
+ * time it comes within 200 px of the viewport, at most PER_FRAME of them per animation frame (a
+ * fast scroll brings a score of items near at once; each starts a fetch, a decode and a render).
  */
 const nearViewport = new Map<Element, () => void>();
 let observer: IntersectionObserver | undefined;
+const PER_FRAME = 4;
+const due: (() => void)[] = [];
+let draining = false;
+
+function drain(): void {
+  for (const callback of due.splice(0, PER_FRAME)) callback();
+  if (due.length > 0) requestAnimationFrame(drain);
+  else draining = false;
+}
+
+function schedule(callback: () => void): void {
+  due.push(callback);
+  if (!draining) {
+    draining = true;
+    requestAnimationFrame(drain);
+  }
+}
 
 function whenNear(node: Element, callback: () => void): () => void {
   observer ??= new IntersectionObserver(
@@ -33,7 +51,7 @@ function whenNear(node: Element, callback: () => void): () => void {
         const near = nearViewport.get(entry.target);
         nearViewport.delete(entry.target);
         observer?.unobserve(entry.target);
-        near?.();
+        if (near) schedule(near);
       }
     },
     { rootMargin: '200px' },
