@@ -18,7 +18,6 @@ import {
   png,
   startMediaApp,
   streamUpload,
-  type ApiResponse,
   type MediaApp,
 } from './media-helpers.ts';
 
@@ -116,13 +115,6 @@ describe.skipIf(!canMount)('a full disk', () => {
       headers: { authorization: `Bearer ${app.tokens.alice}`, 'tus-resumable': '1.0.0', ...headers },
       ...(payload ? { payload } : {}),
     });
-  const asApi = (res: Awaited<ReturnType<typeof tus>>): ApiResponse => ({
-    status: res.statusCode,
-    headers: res.headers,
-    body: res.body,
-    rawPayload: res.rawPayload,
-    json: <T>() => JSON.parse(res.body) as T,
-  });
 
   test('a multipart upload larger than the free space: 507, an error in the log, nothing kept', async () => {
     const from = logs.lines().length;
@@ -175,7 +167,7 @@ describe.skipIf(!canMount)('a full disk', () => {
       { 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' },
       pdfOfSize(size),
     );
-    expectError(asApi(patch), 507, 'INSUFFICIENT_STORAGE');
+    expectError(patch, 507, 'INSUFFICIENT_STORAGE');
     expect(fullDiskErrors(from).map((line) => line.code)).toEqual(['ENOSPC']);
     // The client gives up: nothing of it stays, and it never was an item.
     expect((await tus('DELETE', url, {})).statusCode).toBe(204);
@@ -198,7 +190,7 @@ describe.skipIf(!canMount)('a full disk', () => {
         { 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' },
         data,
       );
-      expectError(asApi(patch), 507, 'INSUFFICIENT_STORAGE');
+      expectError(patch, 507, 'INSUFFICIENT_STORAGE');
       expect(fullDiskErrors(from).map((line) => line.code)).toEqual(['ENOSPC']);
       expect(await fs.readdir(uploads)).toEqual([]);
       expect(await app.services.database.db.selectFrom('reservations').selectAll().execute()).toEqual([]);
