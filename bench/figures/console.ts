@@ -1,7 +1,8 @@
 import path from 'node:path';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from '../../test/helpers/chromium.ts';
 import type { Context } from '../lib/context.ts';
 import { startStowage, type Stowage } from '../lib/servers.ts';
 import type { Figure, Measure } from '../lib/stats.ts';
@@ -14,7 +15,6 @@ import type { Figure, Measure } from '../lib/stats.ts';
  */
 
 const ITEMS = 500;
-const CHROMIUM = process.env.STOWAGE_BENCH_CHROMIUM ?? '/usr/bin/chromium';
 
 /** Fills the library: ITEMS small PNGs of distinct colours, uploaded through the API. */
 async function fillLibrary(stowage: Stowage, token: string): Promise<void> {
@@ -148,11 +148,7 @@ export async function consoleFigures(ctx: Context): Promise<Figure[]> {
   const stowage = await startStowage(ctx, path.join(ctx.tmp, 'stowage-console'));
   ctx.defer(() => stowage.stop());
   await fillLibrary(stowage, await stowage.login());
-  // --no-sandbox: the benchmark may run as root, where Chromium's sandbox refuses to start.
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-dev-shm-usage'],
-  });
+  const browser = await launchChromium();
   ctx.defer(() => browser.close());
 
   const served: Measure = { label: 'console first load, as served', unit: 'KB', values: [] };

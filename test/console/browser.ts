@@ -1,13 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { CHROMIUM, launchChromium } from '../helpers/chromium.ts';
 import { startMediaApp, type MediaApp } from '../media/media-helpers.ts';
 import { PASSWORDS } from '../helpers/app.ts';
 import { required } from '../helpers/requirements.ts';
 
-/** Debian's Chromium: no browser can be downloaded here, and playwright-core brings none. */
-export const CHROMIUM = process.env.STOWAGE_TEST_CHROMIUM ?? '/usr/bin/chromium';
 export const CONSOLE_DIST = path.resolve(import.meta.dirname, '../../console/dist/index.html');
 /** Screenshots for a person to look at (git-ignored). */
 export const ARTIFACTS = path.resolve(import.meta.dirname, '../../test-artifacts/console');
@@ -27,11 +26,6 @@ export const VIEWPORTS = {
   phone: { width: 390, height: 844 },
   desktop: { width: 1280, height: 800 },
 } as const;
-
-export function launch(): Promise<Browser> {
-  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-  return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
-}
 
 /**
  * A fresh browser profile at a viewport, recording every request's origin and every CSP
@@ -86,7 +80,7 @@ export function consoleSuite(
   beforeAll(async () => {
     if (!run) return;
     suite.app = await startMediaApp(env);
-    suite.browser = await launch();
+    suite.browser = await launchChromium();
   }, 60_000);
   afterAll(async () => {
     await suite.browser?.close();
