@@ -106,13 +106,12 @@ async function prepare(): Promise<Context> {
     jpeg: path.join(filesDir, 'photo-12mp.jpg'),
     document: path.join(filesDir, 'main.pdf'),
   };
+  const transfers = groups.some((g) => g.run === transferFigures);
   writeRandomFile(files.main, settings.fileBytes);
   writeRandomFile(files.small, settings.smallBytes);
   if (settings.largestBytes === settings.fileBytes) files.largest = files.main;
-  else if (groups.some((g) => g.run === transferFigures))
-    writeRandomFile(files.largest, settings.largestBytes);
-  if (groups.some((g) => g.run === transferFigures))
-    writeRandomFile(files.document, settings.fileBytes, 'document');
+  else if (transfers) writeRandomFile(files.largest, settings.largestBytes);
+  if (transfers) writeRandomFile(files.document, settings.fileBytes, 'document');
   await writePhoto(files.jpeg);
 
   const user = {

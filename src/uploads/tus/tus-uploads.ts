@@ -294,11 +294,12 @@ export class TusUploads {
       limitError = () =>
         room < deps.maxUploadBytes ? new AppError('QUOTA_EXCEEDED') : tooLarge(deps.maxUploadBytes);
     }
-    const progress = isPartial(upload) ? undefined : this.#progressAt(id, offset);
+    const partial = isPartial(upload);
+    const progress = partial ? undefined : this.#progressAt(id, offset);
     const stage = new PatchStage({ limit, limitError, checksum, progress });
     let stored: number;
     try {
-      stored = await this.#receive(raw, id, offset, stage, checksum, released, isPartial(upload));
+      stored = await this.#receive(raw, id, offset, stage, checksum, released, partial);
     } catch (error) {
       // The stage may have fed the scan and the type check bytes that were never stored.
       this.#dropProgress(id);
@@ -328,7 +329,7 @@ export class TusUploads {
     }
     headers['Upload-Offset'] = String(stored);
     const size = upload.size;
-    return { offset: stored, complete: size !== undefined && stored === size && !isPartial(upload) };
+    return { offset: stored, complete: size !== undefined && stored === size && !partial };
   }
 
   /** Upload-Length on a PATCH: declares a deferred length once (the quota then holds all of it). */
