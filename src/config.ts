@@ -48,6 +48,8 @@ export interface Config {
   jwtKeyFile: string;
   linkKeyFile: string;
   thumbnailSizes: number[];
+  /** Each stored image's default thumbnail is rendered in the background (STOWAGE_THUMBNAILS_AHEAD). */
+  thumbnailsAhead: boolean;
   /** Whether GET /api/media/{id}/render exists (STOWAGE_RENDER). */
   render: boolean;
   /** Renditions rendered per minute per user, or per client address without a token; 0 is off. */
@@ -343,6 +345,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
       get('STOWAGE_LINK_KEY_FILE') ?? path.join(dataDir, 'keys', 'link-hmac.key'),
     ),
     thumbnailSizes,
+    thumbnailsAhead: bool('STOWAGE_THUMBNAILS_AHEAD', true),
     render: bool('STOWAGE_RENDER', true),
     renderRateLimit: int('STOWAGE_RENDER_RATE_LIMIT', 300, 0),
     renditionCacheBytes: int('STOWAGE_RENDITION_CACHE_BYTES', 1024 ** 3, 1),

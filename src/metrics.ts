@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** One registry per server instance, so tests can build many apps in one process. */
 export class Metrics {
@@ -37,6 +37,12 @@ export class Metrics {
   readonly uploadedBytes = new Counter({
     name: 'stowage_uploaded_bytes_total',
     help: 'Bytes of stored uploads',
+    registers: [this.registry],
+  });
+
+  readonly thumbnailsAhead = new Gauge({
+    name: 'stowage_thumbnails_ahead_pending',
+    help: 'Stored images whose default thumbnail is waiting to be rendered in the background (STOWAGE_THUMBNAILS_AHEAD)',
     registers: [this.registry],
   });
 

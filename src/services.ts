@@ -31,7 +31,8 @@ import { loadHmacKey } from './auth/keys.ts';
 import { Sweeper, type SweepScheduler } from './media/sweeper.ts';
 import { ScratchLease } from './storage/scratch.ts';
 import { TusUploads } from './uploads/tus/tus-uploads.ts';
-import { Thumbnails } from './media/thumbnails.ts';
+import { Thumbnails, defaultThumbnailSize } from './media/thumbnails.ts';
+import { ThumbnailsAhead } from './media/thumbnails-ahead.ts';
 import { RenditionCache } from './media/rendition-cache.ts';
 import { mediaImageSource } from './media/image-source.ts';
 import { createTusStore } from './uploads/tus/tus-store.ts';
@@ -229,6 +230,8 @@ export async function createServices(
       quotaBytes: config.quotaBytes,
       spoolDir,
       audit,
+      // Thumbnails is built below; an upload is stored only once the services run.
+      stored: (item) => ahead?.stored(item),
     });
     const secret = await loadHmacKey(config.linkKeyFile);
     const media = new MediaService({
@@ -242,7 +245,10 @@ export async function createServices(
       trashDays: config.trashDays,
       ...(options.clock ? { clock: options.clock } : {}),
       // Thumbnails is built below; a deletion comes only once the services run.
-      deleted: (id) => thumbnails.forget(id),
+      deleted: async (id) => {
+        ahead?.forget(id);
+        await thumbnails.forget(id);
+      },
     });
     const tus = new TusUploads({
       datastore: await createTusStore(config),
@@ -268,6 +274,15 @@ export async function createServices(
       source: mediaImageSource(storage, spoolDir, video),
       cache: renditionCache,
     });
+    const ahead = config.thumbnailsAhead
+      ? new ThumbnailsAhead({
+          thumbnails,
+          size: defaultThumbnailSize(config.thumbnailSizes),
+          logger,
+          metrics,
+        })
+      : null;
+    if (ahead) closers.push(() => ahead.close());
     const sweeper = new Sweeper({
       storage,
       repo,

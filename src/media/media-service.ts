@@ -52,7 +52,7 @@ export class MediaService {
   readonly #legacyLinks: Signer;
   readonly #bus: InvalidationBus;
   readonly #clock: Clock;
-  readonly #deleted: (id: string) => void;
+  readonly #deleted: (id: string) => Promise<void>;
   /** Items and links decide access, so neither is trusted longer than ACCESS_CACHE_TTL_MS. */
   readonly #items: TtlCache<string, MediaRecord | undefined>;
   readonly #linkCache: TtlCache<string, LinkRecord | undefined>;
@@ -75,8 +75,12 @@ export class MediaService {
     /** Days a deleted item stays in the trash; 0: DELETE removes it at once. */
     trashDays?: number;
     clock?: Clock;
-    /** Told of every item deleted here, e.g. to drop what is remembered of it in memory. */
-    deleted?: (id: string) => void;
+    /**
+     * Told of every item deleted here, before its files are removed, e.g. to drop what is
+     * remembered of it in memory; resolves once nothing writes files of it any more (a render
+     * under way would otherwise store a rendition after its folder went).
+     */
+    deleted?: (id: string) => Promise<void>;
   }) {
     this.#repo = deps.repo;
     this.#storage = deps.storage;
@@ -86,7 +90,7 @@ export class MediaService {
     this.#bus = deps.bus;
     this.#clock = deps.clock ?? systemClock;
     this.#trashDays = deps.trashDays ?? 0;
-    this.#deleted = deps.deleted ?? (() => undefined);
+    this.#deleted = deps.deleted ?? (() => Promise.resolve());
     const cache = {
       ttlMs: Math.min(deps.cacheTtlMs, ACCESS_CACHE_TTL_MS),
       maxEntries: 10_000,
@@ -258,7 +262,7 @@ export class MediaService {
   }
 
   async #removeFiles(id: string): Promise<void> {
-    this.#deleted(id);
+    await this.#deleted(id).catch(() => undefined);
     // A failure here leaves an orphan blob, which the sweeper removes; the item is already gone.
     await Promise.allSettled([
       this.#storage.delete(originalKey(id)),

@@ -9,6 +9,11 @@ import type { MediaRecord } from './media-repo.ts';
 import type { ImageSource, SourceImage } from './image-source.ts';
 import type { RenditionCache } from './rendition-cache.ts';
 
+/** The size the thumbnail route serves when none is asked for: 256, or the first configured. */
+export function defaultThumbnailSize(sizes: readonly number[]): number {
+  return sizes.includes(256) ? 256 : (sizes[0] ?? 256);
+}
+
 /** A rendition: where it is stored, and its bytes when they are at hand in memory. */
 export interface Rendition {
   key: string;
@@ -168,8 +173,14 @@ export class Thumbnails {
     return this.#memoryBytes;
   }
 
-  /** Drops the remembered renditions of a deleted item: they would only take others' room. */
-  forget(id: string): void {
+  /**
+   * For a deleted item, before its files are removed: waits for its renders under way (each would
+   * store its rendition after the item's folder went, an orphan only the sweeper would find) and
+   * drops its remembered renditions, which would only take others' room.
+   */
+  async forget(id: string): Promise<void> {
+    const rendering = [...this.#inflight].filter(([key]) => idOfRenditionKey(key) === id);
+    await Promise.allSettled(rendering.map(([, pending]) => pending));
     for (const key of this.#keysOf.get(id) ?? []) this.#drop(key);
   }
 

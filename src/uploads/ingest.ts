@@ -36,6 +36,8 @@ export interface IngestDeps {
   spoolDir: string;
   /** Where stored uploads (with the row, in its transaction) and refused ones (after) are recorded. */
   audit?: AuditLog;
+  /** Told of each item once it is stored and visible (work done ahead, e.g. its thumbnail); returns at once. */
+  stored?: (item: MediaRecord) => void;
 }
 
 export interface IngestSource {
@@ -313,6 +315,7 @@ export class Ingest {
         if (file.spool) await fsp.rm(file.spool, { force: true }).catch(() => undefined);
         deps.metrics.uploads.inc({ path: source.via, outcome: 'stored' });
         deps.metrics.uploadedBytes.inc(file.size);
+        deps.stored?.(record);
         return record;
       },
     };

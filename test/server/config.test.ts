@@ -381,6 +381,7 @@ describe('media metadata: STOWAGE_MEDIA_METADATA, STOWAGE_FFPROBE_PATH, STOWAGE_
 describe('renditions on demand and the rendition cache', () => {
   it('default to on, 300 renders a minute, and 1 GiB of stored thumbnails and renditions', () => {
     expect(loadConfig({}, CWD)).toMatchObject({
+      thumbnailsAhead: true,
       render: true,
       renderRateLimit: 300,
       renditionCacheBytes: 1073741824,
@@ -390,13 +391,24 @@ describe('renditions on demand and the rendition cache', () => {
   it('read off, a limit (0 turns it off) and a budget', () => {
     expect(
       loadConfig(
-        { STOWAGE_RENDER: 'off', STOWAGE_RENDER_RATE_LIMIT: '0', STOWAGE_RENDITION_CACHE_BYTES: '1048576' },
+        {
+          STOWAGE_THUMBNAILS_AHEAD: 'off',
+          STOWAGE_RENDER: 'off',
+          STOWAGE_RENDER_RATE_LIMIT: '0',
+          STOWAGE_RENDITION_CACHE_BYTES: '1048576',
+        },
         CWD,
       ),
-    ).toMatchObject({ render: false, renderRateLimit: 0, renditionCacheBytes: 1048576 });
+    ).toMatchObject({
+      thumbnailsAhead: false,
+      render: false,
+      renderRateLimit: 0,
+      renditionCacheBytes: 1048576,
+    });
   });
 
   it.each([
+    ['STOWAGE_THUMBNAILS_AHEAD', 'yes please'],
     ['STOWAGE_RENDER', 'maybe'],
     ['STOWAGE_RENDER_RATE_LIMIT', '-1'],
     ['STOWAGE_RENDER_RATE_LIMIT', '60/min'],

@@ -30,11 +30,15 @@ export interface ThumbApp extends TusApp {
   storedThumbnails(id: string): Promise<string[]>;
 }
 
+/**
+ * The thumbnail suites study the render a request waits for, so no thumbnail is rendered ahead of
+ * its request unless `env` turns STOWAGE_THUMBNAILS_AHEAD on (thumbnails-ahead.test.ts does).
+ */
 export async function startThumbApp(
   env: Record<string, string> = {},
   options: TestAppOptions = {},
 ): Promise<ThumbApp> {
-  const app = await startTusApp(env, options);
+  const app = await startTusApp({ STOWAGE_THUMBNAILS_AHEAD: 'off', ...env }, options);
   const thumbApp: ThumbApp = {
     ...app,
     async uploadRaw(data, filename, options = {}) {

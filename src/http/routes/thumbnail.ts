@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { validationFailed } from '../../errors.ts';
 import { negotiateFormat } from '../../images/negotiate-format.ts';
-import type { Thumbnails } from '../../media/thumbnails.ts';
+import { defaultThumbnailSize, type Thumbnails } from '../../media/thumbnails.ts';
 import { errors } from '../schemas.ts';
 import { assertRenderable, serveRendition } from '../serve-rendition.ts';
 import { ContentParams, readableItem, type ContentDeps } from './content.ts';
@@ -13,7 +13,7 @@ export async function thumbnailRoutes(
   deps: ContentDeps & { thumbnails: Thumbnails; sizes: number[] },
 ): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  const defaultSize = deps.sizes.includes(256) ? 256 : (deps.sizes[0] ?? 256);
+  const defaultSize = defaultThumbnailSize(deps.sizes);
   app.route({
     method: ['GET', 'HEAD'],
     url: '/api/media/:id/thumbnail',
