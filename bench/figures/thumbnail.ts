@@ -2,7 +2,7 @@ import path from 'node:path';
 import { BENCH, type Context } from '../lib/context.ts';
 import { download, expectStatus, uploadForm } from '../lib/curl.ts';
 import { runOk } from '../lib/proc.ts';
-import { deleteMedia, startStowage, type Stowage } from '../lib/servers.ts';
+import { deleteMedia, NO_THUMBNAILS_AHEAD, startStowage, type Stowage } from '../lib/servers.ts';
 import { alternate, type Figure, type Measure } from '../lib/stats.ts';
 
 /**
@@ -43,7 +43,9 @@ async function sharpAlone(jpeg: string, args: string[]): Promise<number> {
 async function measure(ctx: Context, figure: FirstRendition): Promise<Figure> {
   // A render takes a fraction of a second: three times the rounds cost little and steady the median.
   const rounds = ctx.settings.rounds * 3;
-  const stowage = await startStowage(ctx, path.join(ctx.tmp, `stowage-${figure.id}`));
+  // Measured is the render a first request waits for: no thumbnail rendered ahead may answer it
+  // (7a) or share the cores with it (7d).
+  const stowage = await startStowage(ctx, path.join(ctx.tmp, `stowage-${figure.id}`), NO_THUMBNAILS_AHEAD);
   const token = await stowage.login();
   // One untimed render first: the first image a server process ever decodes also loads libvips' codecs.
   await firstRendition(stowage, token, ctx.files.jpeg, figure.route);
@@ -68,6 +70,7 @@ async function measure(ctx: Context, figure: FirstRendition): Promise<Figure> {
     title: figure.title,
     how:
       `A: curl's time_total of GET /api/media/{id}${figure.route} right after uploading the 4000×3000 JPEG ` +
+      `to a server with STOWAGE_THUMBNAILS_AHEAD=off ` +
       `(renders, stores the rendition, answers it). B: bench/baselines/sharp-thumbnail.ts ${figure.baselineArgs.join(' ')}: ` +
       `${figure.how} on the same file, one warm-up render then one timed render. ${rounds} rounds.`,
     a,

@@ -81,7 +81,12 @@ export interface Stowage extends Server {
   dataDir: string;
   /** A fresh access token for the benchmark user. */
   login(): Promise<string>;
+  /** Resolves once no stored image waits for its thumbnail to be rendered ahead (per /metrics). */
+  thumbnailsAhead(): Promise<void>;
 }
+
+/** For figures that measure a first render, or uploads without the background work behind each. */
+export const NO_THUMBNAILS_AHEAD = { STOWAGE_THUMBNAILS_AHEAD: 'off' } as const;
 
 /**
  * The V8 flags bin/stowage runs the server with (its `NODE_FLAGS=(…)` line), so that the
@@ -147,7 +152,18 @@ export async function startStowage(
     if (!res.ok || !body.accessToken) throw new Error(`login failed: ${res.status} ${JSON.stringify(body)}`);
     return body.accessToken;
   };
-  return { ...server, dataDir, login };
+  const thumbnailsAhead = async () => {
+    const deadline = Date.now() + 300_000;
+    for (;;) {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const pending = /^stowage_thumbnails_ahead_pending (\d+)$/m.exec(text);
+      if (!pending) throw new Error('/metrics has no stowage_thumbnails_ahead_pending');
+      if (pending[1] === '0') return;
+      if (Date.now() > deadline) throw new Error(`${pending[1]} thumbnails still wait to be rendered ahead`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  return { ...server, dataDir, login, thumbnailsAhead };
 }
 
 /** Deletes a stored item (so that gigabytes do not pile up in the scratch directory). */
