@@ -165,11 +165,16 @@ export async function ok<T>(call: Promise<{ data?: T; error?: unknown; response:
   return data as T;
 }
 
-/** An object URL of a protected resource (thumbnails, previews), fetched with the token. */
-export async function blobUrl(url: string): Promise<string> {
+/** A protected resource fetched with the token; an error answer becomes an ApiError. */
+async function fetchProtected(url: string): Promise<Response> {
   const res = await authedFetch(url);
   if (!res.ok) throw await errorFrom(res);
-  return URL.createObjectURL(await res.blob());
+  return res;
+}
+
+/** An object URL of a protected resource (thumbnails, previews), fetched with the token. */
+export async function blobUrl(url: string): Promise<string> {
+  return URL.createObjectURL(await (await fetchProtected(url)).blob());
 }
 
 /**
@@ -178,9 +183,7 @@ export async function blobUrl(url: string): Promise<string> {
  * which blocked the page for about a millisecond per thumbnail while a library scrolled.
  */
 export async function dataUrl(url: string): Promise<string> {
-  const res = await authedFetch(url);
-  if (!res.ok) throw await errorFrom(res);
-  const blob = await res.blob();
+  const blob = await (await fetchProtected(url)).blob();
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
     reader.onload = () => resolve(reader.result as string);
