@@ -44,7 +44,8 @@ async function makeSource(
   options: { env?: Record<string, string>; large?: boolean } = {},
 ): Promise<Source> {
   const dir = tempDir('stowage-migrate-src-');
-  const t = await createTestApp({ STOWAGE_DATA_DIR: dir, ...options.env });
+  // The thumbnails stored are exactly the two asked for below: none is rendered ahead.
+  const t = await createTestApp({ STOWAGE_DATA_DIR: dir, STOWAGE_THUMBNAILS_AHEAD: 'off', ...options.env });
   const items: Item[] = [];
   const bytes = new Map<string, Buffer>();
   try {

@@ -8,9 +8,9 @@ import { mediaFile } from '../video/media-files.ts';
 import { fixture, imageBytes, startThumbApp, type ThumbApp } from './thumb-helpers.ts';
 
 /**
- * STOWAGE_THUMBNAILS_AHEAD (on by default, off in the other thumbnail suites): each stored image's default thumbnail is rendered in
- * the background, so that the first person to open a library of fresh uploads does not wait for
- * the renders (the console's grid asks for exactly that thumbnail).
+ * STOWAGE_THUMBNAILS_AHEAD (on by default, off in the other thumbnail suites): each stored image's
+ * default thumbnail is rendered in the background, so that the first person to open a library of
+ * fresh uploads does not wait for the renders (the console's grid asks for exactly that thumbnail).
  */
 describe('thumbnails rendered ahead of the first request', () => {
   let app: ThumbApp;
