@@ -230,7 +230,7 @@ export async function createServices(
       quotaBytes: config.quotaBytes,
       spoolDir,
       audit,
-      // Thumbnails is built below; an upload is stored only once the services run.
+      // ThumbnailsAhead is built below; an upload is stored only once the services run.
       stored: (item) => ahead?.stored(item),
     });
     const secret = await loadHmacKey(config.linkKeyFile);
