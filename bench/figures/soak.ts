@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { BENCH, type Context } from '../lib/context.ts';
 import { runOk } from '../lib/proc.ts';
 import { MiB } from '../lib/rss.ts';
-import { startStowage } from '../lib/servers.ts';
+import { metric, startStowage } from '../lib/servers.ts';
 
 /**
  * The soak: Stowage under a mixed load for MINUTES, its memory sampled every SAMPLE_SECONDS —
@@ -36,11 +36,6 @@ export interface SoakResult {
 function rssOf(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0) * 1024;
-}
-
-function metric(text: string, name: string): number {
-  const line = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
-  return line ? Number(line[1]) : NaN;
 }
 
 /** Least-squares slope of RSS over time, MiB per minute. */

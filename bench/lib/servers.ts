@@ -85,6 +85,12 @@ export interface Stowage extends Server {
   thumbnailsAhead(): Promise<void>;
 }
 
+/** A sample's value in Prometheus text (the first with that name, any labels), NaN when absent. */
+export function metric(text: string, name: string): number {
+  const line = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+  return line ? Number(line[1]) : NaN;
+}
+
 /** For figures that measure a first render, or uploads without the background work behind each. */
 export const NO_THUMBNAILS_AHEAD = { STOWAGE_THUMBNAILS_AHEAD: 'off' } as const;
 
@@ -156,10 +162,10 @@ export async function startStowage(
     const deadline = Date.now() + 300_000;
     for (;;) {
       const text = await (await fetch(`${server.url}/metrics`)).text();
-      const pending = /^stowage_thumbnails_ahead_pending (\d+)$/m.exec(text);
-      if (!pending) throw new Error('/metrics has no stowage_thumbnails_ahead_pending');
-      if (pending[1] === '0') return;
-      if (Date.now() > deadline) throw new Error(`${pending[1]} thumbnails still wait to be rendered ahead`);
+      const pending = metric(text, 'stowage_thumbnails_ahead_pending');
+      if (Number.isNaN(pending)) throw new Error('/metrics has no stowage_thumbnails_ahead_pending');
+      if (pending === 0) return;
+      if (Date.now() > deadline) throw new Error(`${pending} thumbnails still wait to be rendered ahead`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };

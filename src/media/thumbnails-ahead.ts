@@ -63,8 +63,8 @@ export class ThumbnailsAhead {
     // A turn of the event loop first, so that the upload's response is on its way before this runs.
     await new Promise<void>((resolve) => setImmediate(resolve));
     for (let item = this.#queue.shift(); item && !this.#closed; item = this.#queue.shift()) {
+      // Taken off the queue and now rendering: the count stays the same.
       this.#rendering = true;
-      this.#counted();
       try {
         await this.#deps.thumbnails.get(item, this.#deps.size, 'webp');
       } catch (error) {
